@@ -1,0 +1,33 @@
+# Every target runs offline. `make setup` builds .venv from nothing (Python 3.11).
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: setup test lint typecheck unit demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
+	$(PY) -m pip install --quiet --group dev
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+# The one test command: lint, types, then every test with coverage.
+test: lint typecheck
+	$(PY) -m pytest --cov --cov-report=term --cov-report=xml
+
+unit: setup
+	$(PY) -m pytest tests/unit -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage coverage.xml runs

@@ -1,0 +1,1 @@
+"""Lambda handlers of the dog-breed retraining pipeline: one module per Step Functions state."""

@@ -1,0 +1,1 @@
+"""Code shared by every state: configuration, AWS clients, names, errors, observability."""

@@ -1,0 +1,117 @@
+"""Settings of the pipeline, read from the environment that template.yaml gives every function.
+
+Read lazily through :func:`load_settings` (never at import time) so tests can set the environment with
+``monkeypatch.setenv``. The variable names here are the ones in template.yaml's ``Globals``; a test keeps
+the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise KeyError(f"environment variable {name} is not set; template.yaml must define it")
+    return value
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    return _env(name, "true" if default else "false").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str, default: str = "") -> tuple[str, ...]:
+    return tuple(item.strip() for item in _env(name, default).split(",") if item.strip())
+
+
+def _default_training_code_dir() -> Path:
+    # In the Lambda bundle training_code/ sits beside the pipeline package; in the repository it is one level up.
+    package_parent = Path(__file__).resolve().parents[2]
+    for candidate in (package_parent / "training_code", package_parent.parent / "training_code"):
+        if candidate.is_dir():
+            return candidate
+    return package_parent / "training_code"
+
+
+@dataclass(frozen=True)
+class Settings:
+    bucket: str
+    incoming_prefix: str
+    validated_prefix: str
+    code_prefix: str
+    output_prefix: str
+    expected_classes: int
+    expected_train: int
+    expected_valid: int
+    expected_test: int
+    sagemaker_role_arn: str
+    training_image_uri: str
+    inference_image_uri: str
+    rule_image_uri: str
+    training_instance_type: str
+    training_instance_count: int
+    tuning_instance_type: str
+    max_tuning_jobs: int
+    max_parallel_tuning_jobs: int
+    tuning_epochs: int
+    training_epochs: int
+    training_volume_gb: int
+    max_training_seconds: int
+    endpoint_name: str
+    endpoint_instance_type: str
+    endpoint_instance_count: int
+    deployment_strategy: str
+    bake_time_seconds: int
+    rollback_alarms: tuple[str, ...]
+    debugger_rules_enabled: bool
+    profiler_rules_enabled: bool
+    blocking_rules: tuple[str, ...]
+    failure_topic_arn: str
+    training_code_dir: Path
+
+
+def load_settings() -> Settings:
+    return Settings(
+        bucket=_env("DATA_BUCKET"),
+        incoming_prefix=_env("INCOMING_PREFIX", "incoming/"),
+        validated_prefix=_env("VALIDATED_PREFIX", "validated/"),
+        code_prefix=_env("CODE_PREFIX", "code/"),
+        output_prefix=_env("OUTPUT_PREFIX", "jobs/"),
+        expected_classes=_env_int("EXPECTED_CLASSES", 133),
+        expected_train=_env_int("EXPECTED_TRAIN_IMAGES", 6680),
+        expected_valid=_env_int("EXPECTED_VALID_IMAGES", 835),
+        expected_test=_env_int("EXPECTED_TEST_IMAGES", 836),
+        sagemaker_role_arn=_env("SAGEMAKER_ROLE_ARN", ""),
+        training_image_uri=_env("TRAINING_IMAGE_URI", ""),
+        inference_image_uri=_env("INFERENCE_IMAGE_URI", ""),
+        rule_image_uri=_env("RULE_IMAGE_URI", ""),
+        training_instance_type=_env("TRAINING_INSTANCE_TYPE", "ml.g4dn.xlarge"),
+        training_instance_count=_env_int("TRAINING_INSTANCE_COUNT", 1),
+        tuning_instance_type=_env("TUNING_INSTANCE_TYPE", "ml.g4dn.xlarge"),
+        max_tuning_jobs=_env_int("MAX_TUNING_JOBS", 5),
+        max_parallel_tuning_jobs=_env_int("MAX_PARALLEL_TUNING_JOBS", 2),
+        tuning_epochs=_env_int("TUNING_EPOCHS", 4),
+        training_epochs=_env_int("TRAINING_EPOCHS", 10),
+        training_volume_gb=_env_int("TRAINING_VOLUME_GB", 30),
+        max_training_seconds=_env_int("MAX_TRAINING_SECONDS", 4 * 3600),
+        endpoint_name=_env("ENDPOINT_NAME", "dog-breed-classifier"),
+        endpoint_instance_type=_env("ENDPOINT_INSTANCE_TYPE", "ml.m5.large"),
+        endpoint_instance_count=_env_int("ENDPOINT_INSTANCE_COUNT", 1),
+        deployment_strategy=_env("DEPLOYMENT_STRATEGY", "AUTO"),
+        bake_time_seconds=_env_int("BAKE_TIME_SECONDS", 600),
+        rollback_alarms=_env_list("ROLLBACK_ALARMS"),
+        debugger_rules_enabled=_env_bool("DEBUGGER_RULES_ENABLED", True),
+        profiler_rules_enabled=_env_bool("PROFILER_RULES_ENABLED", True),
+        blocking_rules=_env_list(
+            "BLOCKING_RULES", "VanishingGradient,LossNotDecreasing,Overfit,Overtraining,PoorWeightInitialization"
+        ),
+        failure_topic_arn=_env("FAILURE_TOPIC_ARN", ""),
+        training_code_dir=Path(_env("TRAINING_CODE_DIR", str(_default_training_code_dir()))),
+    )
