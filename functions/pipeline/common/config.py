@@ -7,6 +7,7 @@ the two in step.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,8 @@ class Settings:
     profiler_rules_enabled: bool
     blocking_rules: tuple[str, ...]
     failure_topic_arn: str
+    max_polls: int
+    extra_hyperparameters: dict[str, str]
     training_code_dir: Path
 
 
@@ -113,5 +116,8 @@ def load_settings() -> Settings:
             "BLOCKING_RULES", "VanishingGradient,LossNotDecreasing,Overfit,Overtraining,PoorWeightInitialization"
         ),
         failure_topic_arn=_env("FAILURE_TOPIC_ARN", ""),
+        max_polls=_env_int("MAX_POLLS", 500),
+        # Static hyperparameters added to every job (the offline run uses it for small images and few batches).
+        extra_hyperparameters={str(k): str(v) for k, v in json.loads(_env("EXTRA_HYPERPARAMETERS", "{}")).items()},
         training_code_dir=Path(_env("TRAINING_CODE_DIR", str(_default_training_code_dir()))),
     )
