@@ -21,7 +21,7 @@ def run_id(start_time: datetime, dataset_id: str) -> str:
 
 def _checked(name: str, limit: int) -> str:
     if len(name) > limit or not SAGEMAKER_NAME.match(name):
-        raise ValueError(f"{name!r} is not a valid SageMaker name (at most {limit} characters, {SAGEMAKER_NAME.pattern})")
+        raise ValueError(f"{name!r} is not a valid SageMaker name (<= {limit} characters, {SAGEMAKER_NAME.pattern})")
     return name
 
 
