@@ -51,3 +51,11 @@ class DeploymentRolledBack(PipelineError):
 
 class SageMakerThrottled(RetryableError):
     """SageMaker throttled us or was briefly unavailable."""
+
+
+class PollLimitExceeded(PipelineError):
+    """A status loop polled more than MAX_POLLS times; the job was asked to stop."""
+
+
+class InvalidSageMakerRequest(PipelineError):
+    """A request we built breaks the SageMaker service model (enum, length or name pattern)."""
