@@ -1,0 +1,56 @@
+"""Patches of moto's Step Functions engine: instant Wait/Retry timers and a StartExecution without a name.
+
+Fast timers (optional): moto's ASL engine really sleeps in Wait states and between retries; offline, the poll
+loops and back-offs would only add wall time, so ``FastStepFunctionsTimers`` makes both return at once
+(``TimeoutSeconds`` is untouched).
+
+Execution names: in execute mode, moto 5.2.5 names an execution started without ``name`` ``None``, so a
+second such start returns the first execution or fails with ``ExecutionAlreadyExists``. AWS generates a UUID;
+``ExecutionNameFix`` does the same.
+"""
+
+from __future__ import annotations
+
+import types
+import uuid
+from typing import Any
+
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+from offline.moto_shims._base import MotoPatch, patch_attribute
+
+
+def _no_wait(self: WaitFunction, env: Any, wait_seconds: int) -> None:
+    return None
+
+
+class FastStepFunctionsTimers(MotoPatch):
+    """Wait states and Retry back-off return immediately."""
+
+    def _patchers_to_start(self) -> list[Any]:
+        return [
+            patch_attribute(WaitFunction, "_wait_interval", _no_wait),
+            patch_attribute(retrier_decl, "time", types.SimpleNamespace(sleep=lambda seconds: None)),
+        ]
+
+
+_original_start_execution = StepFunctionsParserBackend.start_execution
+
+
+def _start_execution_with_generated_name(
+    self: StepFunctionsParserBackend,
+    state_machine_arn: str,
+    name: str | None = None,
+    execution_input: str | None = None,
+    trace_header: str | None = None,
+) -> Any:
+    return _original_start_execution(self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header)
+
+
+class ExecutionNameFix(MotoPatch):
+    """StartExecution without ``name`` gets a fresh UUID name, as on AWS."""
+
+    def _patchers_to_start(self) -> list[Any]:
+        return [patch_attribute(StepFunctionsParserBackend, "start_execution", _start_execution_with_generated_name)]
