@@ -1,0 +1,262 @@
+"""Request bodies for every SageMaker resource the pipeline creates, built from Settings and the state.
+
+Pure functions: no AWS call happens here, so tests pin the exact bodies and compare them with what the
+SageMaker Python SDK 2.x would send for the same estimator, tuner and rules.
+
+Hyperparameters follow the SDK's framework-estimator encoding: every value is JSON-encoded into a string
+(``64`` → ``"64"``, ``"train_model.py"`` → ``"\\"train_model.py\\""``); the training toolkit in the container
+decodes them before it passes them to the script as ``--name value``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.common.config import Settings
+from pipeline.common.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC
+from pipeline.common.state_models import BestJob, Dataset
+
+TRAINING_CHANNEL = "training"
+TUNING_PROGRAM = "hpo.py"
+TRAINING_PROGRAM = "train_model.py"
+INFERENCE_PROGRAM = "inference.py"
+# Where the PyTorch inference container finds code/ inside the extracted model.tar.gz.
+INFERENCE_CODE_DIR = "/opt/ml/model/code"
+VARIANT_NAME = "AllTraffic"
+LOG_LEVEL_INFO = 20
+
+BATCH_SIZES = (32, 64, 128, 256)
+LEARNING_RATE_MIN = 0.001
+LEARNING_RATE_MAX = 0.1
+TUNED_HYPERPARAMETERS = ("batch_size", "learning_rate")
+
+DEBUGGER_RULES = ("VanishingGradient", "LossNotDecreasing", "Overfit", "Overtraining", "PoorWeightInitialization")
+PROFILER_RULES = ("ProfilerReport",)
+HOOK_PARAMETERS = {"train.save_interval": "100", "eval.save_interval": "10"}
+# relu_input is not a built-in smdebug collection: without the regex it would capture nothing, and
+# PoorWeightInitialization reads it (the SDK merges the same regex in from the rule's own config).
+HOOK_COLLECTIONS: list[dict[str, Any]] = [
+    {"CollectionName": "weights"},
+    {"CollectionName": "gradients"},
+    {"CollectionName": "losses"},
+    {"CollectionName": "relu_input", "CollectionParameters": {"include_regex": ".*relu_input"}},
+]
+
+
+def encode_hyperparameters(values: Mapping[str, object]) -> dict[str, str]:
+    return {name: json.dumps(value) for name, value in values.items()}
+
+
+def _wire_value(text: str) -> str:
+    # EXTRA_HYPERPARAMETERS arrive as strings; "64" or "true" are already JSON, "resnet" must become "\"resnet\"".
+    try:
+        json.loads(text)
+    except ValueError:
+        return json.dumps(text)
+    return text
+
+
+def decode_hyperparameter(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def job_output_uri(settings: Settings, run_id: str) -> str:
+    return f"s3://{settings.bucket}/{settings.output_prefix}{run_id}/"
+
+
+def _static_hyperparameters(settings: Settings, program: str, code_uri: str, region: str) -> dict[str, str]:
+    framework = encode_hyperparameters(
+        {
+            "sagemaker_program": program,
+            "sagemaker_submit_directory": code_uri,
+            "sagemaker_region": region,
+            "sagemaker_container_log_level": LOG_LEVEL_INFO,
+        }
+    )
+    return framework | {name: _wire_value(value) for name, value in settings.extra_hyperparameters.items()}
+
+
+def _training_channel(dataset: Dataset) -> dict[str, Any]:
+    return {
+        "ChannelName": TRAINING_CHANNEL,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": dataset.validated_uri,
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "ContentType": "application/zip",
+    }
+
+
+def _tags(dataset: Dataset) -> list[dict[str, str]]:
+    return [
+        {"Key": "pipeline", "Value": "dog-breed-retraining"},
+        {"Key": "run-id", "Value": dataset.run_id},
+        {"Key": "dataset-id", "Value": dataset.dataset_id},
+    ]
+
+
+def tuning_job_request(
+    settings: Settings, dataset: Dataset, job_name: str, code_uri: str, region: str
+) -> dict[str, Any]:
+    static = _static_hyperparameters(settings, TUNING_PROGRAM, code_uri, region)
+    static |= encode_hyperparameters(
+        {
+            "epochs": settings.tuning_epochs,
+            # Lets HyperparameterTuner.attach() in a notebook rebuild the job as a PyTorch estimator.
+            "sagemaker_estimator_class_name": "PyTorch",
+            "sagemaker_estimator_module": "sagemaker.pytorch.estimator",
+        }
+    )
+    return {
+        "HyperParameterTuningJobName": job_name,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": OBJECTIVE_METRIC},
+            "ResourceLimits": {
+                "MaxNumberOfTrainingJobs": settings.max_tuning_jobs,
+                "MaxParallelTrainingJobs": settings.max_parallel_tuning_jobs,
+            },
+            "ParameterRanges": {
+                "CategoricalParameterRanges": [
+                    {"Name": "batch_size", "Values": [json.dumps(size) for size in BATCH_SIZES]}
+                ],
+                "ContinuousParameterRanges": [
+                    {
+                        "Name": "learning_rate",
+                        "MinValue": str(LEARNING_RATE_MIN),
+                        "MaxValue": str(LEARNING_RATE_MAX),
+                        "ScalingType": "Logarithmic",
+                    }
+                ],
+                "IntegerParameterRanges": [],
+            },
+            "TrainingJobEarlyStoppingType": "Auto",
+        },
+        "TrainingJobDefinition": {
+            "StaticHyperParameters": static,
+            "AlgorithmSpecification": {
+                "TrainingImage": settings.training_image_uri,
+                "TrainingInputMode": "File",
+                "MetricDefinitions": [dict(definition) for definition in METRIC_DEFINITIONS],
+            },
+            "RoleArn": settings.sagemaker_role_arn,
+            "InputDataConfig": [_training_channel(dataset)],
+            "OutputDataConfig": {"S3OutputPath": job_output_uri(settings, dataset.run_id)},
+            "ResourceConfig": {
+                "InstanceType": settings.tuning_instance_type,
+                "InstanceCount": 1,
+                "VolumeSizeInGB": settings.training_volume_gb,
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_training_seconds},
+        },
+        "Tags": _tags(dataset),
+    }
+
+
+def rule_configurations(names: tuple[str, ...], rule_image_uri: str) -> list[dict[str, Any]]:
+    """What the SDK's ``Rule.sagemaker(rule_configs.<rule>())`` sends, with the evaluator image resolved."""
+    return [
+        {
+            "RuleConfigurationName": name,
+            "RuleEvaluatorImage": rule_image_uri,
+            "RuleParameters": {"rule_to_invoke": name},
+        }
+        for name in names
+    ]
+
+
+def training_job_request(
+    settings: Settings, dataset: Dataset, best: BestJob, job_name: str, code_uri: str, region: str
+) -> dict[str, Any]:
+    output_uri = job_output_uri(settings, dataset.run_id)
+    tuned = {name: best.hyperparameters[name] for name in TUNED_HYPERPARAMETERS}
+    hyperparameters = _static_hyperparameters(settings, TRAINING_PROGRAM, code_uri, region)
+    hyperparameters |= encode_hyperparameters(tuned | {"epochs": settings.training_epochs})
+    request: dict[str, Any] = {
+        "TrainingJobName": job_name,
+        "HyperParameters": hyperparameters,
+        "AlgorithmSpecification": {
+            "TrainingImage": settings.training_image_uri,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [dict(definition) for definition in METRIC_DEFINITIONS],
+            "EnableSageMakerMetricsTimeSeries": True,
+        },
+        "RoleArn": settings.sagemaker_role_arn,
+        "InputDataConfig": [_training_channel(dataset)],
+        "OutputDataConfig": {"S3OutputPath": output_uri},
+        "ResourceConfig": {
+            "InstanceType": settings.training_instance_type,
+            "InstanceCount": settings.training_instance_count,
+            "VolumeSizeInGB": settings.training_volume_gb,
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_training_seconds},
+        "Tags": _tags(dataset),
+    }
+    if settings.debugger_rules_enabled:
+        request["DebugHookConfig"] = {
+            "S3OutputPath": f"{output_uri}{job_name}/debug-output",
+            "HookParameters": dict(HOOK_PARAMETERS),
+            "CollectionConfigurations": [dict(collection) for collection in HOOK_COLLECTIONS],
+        }
+        request["DebugRuleConfigurations"] = rule_configurations(DEBUGGER_RULES, settings.rule_image_uri)
+    if settings.profiler_rules_enabled:
+        request["ProfilerConfig"] = {"S3OutputPath": output_uri, "DisableProfiler": False}
+        request["ProfilerRuleConfigurations"] = rule_configurations(PROFILER_RULES, settings.rule_image_uri)
+    else:
+        # A ProfilerRule next to DisableProfiler is an invalid request shape, so no rules go with it.
+        request["ProfilerConfig"] = {"DisableProfiler": True}
+    return request
+
+
+def enabled_rules(settings: Settings) -> list[str]:
+    return [
+        *(DEBUGGER_RULES if settings.debugger_rules_enabled else ()),
+        *(PROFILER_RULES if settings.profiler_rules_enabled else ()),
+    ]
+
+
+def model_request(
+    settings: Settings, dataset: Dataset, model_name: str, model_data_url: str, region: str
+) -> dict[str, Any]:
+    return {
+        "ModelName": model_name,
+        "PrimaryContainer": {
+            "Image": settings.inference_image_uri,
+            "ModelDataUrl": model_data_url,
+            "Environment": {
+                "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
+                "SAGEMAKER_SUBMIT_DIRECTORY": INFERENCE_CODE_DIR,
+                "SAGEMAKER_REGION": region,
+                "SAGEMAKER_CONTAINER_LOG_LEVEL": str(LOG_LEVEL_INFO),
+            },
+        },
+        "ExecutionRoleArn": settings.sagemaker_role_arn,
+        "Tags": _tags(dataset),
+    }
+
+
+def endpoint_config_request(
+    settings: Settings, dataset: Dataset, endpoint_config_name: str, model_name: str
+) -> dict[str, Any]:
+    return {
+        "EndpointConfigName": endpoint_config_name,
+        "ProductionVariants": [
+            {
+                # Guarded updates require the new config to keep the variant name of the serving one.
+                "VariantName": VARIANT_NAME,
+                "ModelName": model_name,
+                "InitialInstanceCount": settings.endpoint_instance_count,
+                "InstanceType": settings.endpoint_instance_type,
+                "InitialVariantWeight": 1.0,
+            }
+        ],
+        "Tags": _tags(dataset),
+    }

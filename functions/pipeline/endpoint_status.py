@@ -1,0 +1,76 @@
+"""EndpointStatus: one poll of the endpoint after DeployEndpoint, with rollback detection.
+
+Input: ``{"deployment": $.deployment}`` (with the previous poll's ``status`` after the first round).
+Output ($.deployment.status): ``{"status", "serving_config", "done", "polls"}``.
+
+After a blue/green rollback the endpoint returns to InService on the *previous* config, and its FailureReason
+may be empty, so the status alone would read as success: the serving config is compared with the requested one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pipeline.common.config import load_settings
+from pipeline.common.errors import DeploymentFailed, DeploymentRolledBack
+from pipeline.common.observability import logger, metrics, tracer
+from pipeline.common.polling import poll_limit_error
+from pipeline.common.sagemaker_gateway import SageMakerGateway, sagemaker_gateway
+from pipeline.common.state_models import Deployment, next_poll
+
+PENDING_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "OutOfService"})
+FAILED_STATUSES = frozenset({"Failed", "UpdateRollbackFailed", "Deleting"})
+
+
+@tracer.capture_method
+def poll_endpoint(deployment: Deployment, max_polls: int, sagemaker: SageMakerGateway) -> dict[str, Any]:
+    polls = next_poll(deployment.status)
+    description = sagemaker.call("describe_endpoint", EndpointName=deployment.endpoint)
+    status = description["EndpointStatus"]
+    serving = description.get("EndpointConfigName", "")
+    reason = description.get("FailureReason") or "no FailureReason given"
+    if status in FAILED_STATUSES:
+        raise DeploymentFailed(
+            f"endpoint {deployment.endpoint} is {status} while deploying {deployment.endpoint_config}: {reason}. "
+            "See the endpoint's events in the SageMaker console and /aws/sagemaker/Endpoints/ logs."
+        )
+    if status == "InService" and serving != deployment.endpoint_config:
+        if deployment.action == "update":
+            alarms = deployment.deployment_config.get("alarms") or ["(no rollback alarms configured)"]
+            raise DeploymentRolledBack(
+                f"endpoint {deployment.endpoint} rolled back: it serves {serving} again instead of "
+                f"{deployment.endpoint_config} ({reason}). Rollback alarms: {', '.join(alarms)}; check which one "
+                "fired in CloudWatch. The previous model kept serving."
+            )
+        raise DeploymentFailed(
+            f"endpoint {deployment.endpoint} serves {serving}, not the {deployment.endpoint_config} this run created; "
+            "another deployment changed it."
+        )
+    done = status == "InService"
+    if not done and polls > max_polls:
+        raise poll_limit_error(
+            f"deployment of {deployment.endpoint_config} to {deployment.endpoint}",
+            max_polls,
+            "the endpoint was left as is.",
+        )
+    summary = {"status": status, "serving_config": serving, "done": done, "polls": polls}
+    logger.info("endpoint polled", extra={"endpoint": deployment.endpoint, **summary})
+    return summary
+
+
+@logger.inject_lambda_context(correlation_id_path="deployment.endpoint_config")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        result = poll_endpoint(
+            Deployment.model_validate(event["deployment"]), load_settings().max_polls, sagemaker_gateway()
+        )
+    except DeploymentRolledBack:
+        metrics.add_metric(name="DeploymentsRolledBack", unit=MetricUnit.Count, value=1)
+        raise
+    metrics.add_metric(name="EndpointPolls", unit=MetricUnit.Count, value=1)
+    return result

@@ -1,0 +1,57 @@
+"""StartTraining: the final training job with the best trial's hyperparameters, Debugger hook and rules.
+
+Input: ``{"dataset": $.dataset, "best": $.best, "execution_name": str}``.
+Output ($.training): ``{"job_name", "rules": [rule names], "output_uri", "code_uri"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pipeline.common import names
+from pipeline.common.clients import get_client
+from pipeline.common.config import Settings, load_settings
+from pipeline.common.observability import logger, metrics, tracer
+from pipeline.common.sagemaker_gateway import SageMakerGateway, sagemaker_gateway
+from pipeline.common.sagemaker_requests import enabled_rules, job_output_uri, training_job_request
+from pipeline.common.state_models import BestJob, Dataset
+from pipeline.common.training_code_bundle import ensure_uploaded
+
+
+@tracer.capture_method
+def start_training(
+    dataset: Dataset, best: BestJob, settings: Settings, sagemaker: SageMakerGateway, s3: Any
+) -> dict[str, Any]:
+    # Same content, same key: this finds the bundle StartTuning uploaded instead of uploading it again.
+    code_uri = ensure_uploaded(s3, settings.bucket, settings.code_prefix, settings.training_code_dir)
+    job_name = names.training_job_name(dataset.run_id)
+    request = training_job_request(settings, dataset, best, job_name, code_uri, sagemaker.region)
+    sagemaker.call("create_training_job", **request)
+    rules = enabled_rules(settings)
+    logger.info(
+        "training job created", extra={"job_name": job_name, "rules": rules, "from_trial": best.training_job_name}
+    )
+    return {
+        "job_name": job_name,
+        "rules": rules,
+        "output_uri": job_output_uri(settings, dataset.run_id),
+        "code_uri": code_uri,
+    }
+
+
+@logger.inject_lambda_context(correlation_id_path="execution_name")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = start_training(
+        Dataset.model_validate(event["dataset"]),
+        BestJob.model_validate(event["best"]),
+        load_settings(),
+        sagemaker_gateway(),
+        get_client("s3"),
+    )
+    metrics.add_metric(name="TrainingJobsStarted", unit=MetricUnit.Count, value=1)
+    return result

@@ -1,0 +1,47 @@
+"""StartTuning: uploads the training code once per content hash and creates the hyperparameter tuning job.
+
+Input: ``{"dataset": <ValidateDataset output>, "execution_name": str}``.
+Output ($.tuning): ``{"job_name", "code_uri", "output_uri", "max_jobs"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pipeline.common import names
+from pipeline.common.clients import get_client
+from pipeline.common.config import Settings, load_settings
+from pipeline.common.observability import logger, metrics, tracer
+from pipeline.common.sagemaker_gateway import SageMakerGateway, sagemaker_gateway
+from pipeline.common.sagemaker_requests import job_output_uri, tuning_job_request
+from pipeline.common.state_models import Dataset
+from pipeline.common.training_code_bundle import ensure_uploaded
+
+
+@tracer.capture_method
+def start_tuning(dataset: Dataset, settings: Settings, sagemaker: SageMakerGateway, s3: Any) -> dict[str, Any]:
+    code_uri = ensure_uploaded(s3, settings.bucket, settings.code_prefix, settings.training_code_dir)
+    job_name = names.tuning_job_name(dataset.run_id)
+    request = tuning_job_request(settings, dataset, job_name, code_uri, sagemaker.region)
+    sagemaker.call("create_hyper_parameter_tuning_job", **request)
+    logger.info("tuning job created", extra={"job_name": job_name, "code_uri": code_uri})
+    return {
+        "job_name": job_name,
+        "code_uri": code_uri,
+        "output_uri": job_output_uri(settings, dataset.run_id),
+        "max_jobs": settings.max_tuning_jobs,
+    }
+
+
+@logger.inject_lambda_context(correlation_id_path="execution_name")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = start_tuning(
+        Dataset.model_validate(event["dataset"]), load_settings(), sagemaker_gateway(), get_client("s3")
+    )
+    metrics.add_metric(name="TuningJobsStarted", unit=MetricUnit.Count, value=1)
+    return result
