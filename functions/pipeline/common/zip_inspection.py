@@ -17,7 +17,7 @@ import struct
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
 
 from pipeline.common.errors import DatasetInvalid
 
@@ -99,6 +99,14 @@ class DatasetLayout:
     total_uncompressed_bytes: int
 
 
+class SeekableReader(Protocol):
+    """What the central directory reader needs from an archive: an in-memory file or an S3 ranged reader."""
+
+    def seek(self, offset: int, /) -> int: ...
+
+    def read(self, size: int, /) -> bytes: ...
+
+
 def _examples(items: Sequence[str], shown: int = EXAMPLES_SHOWN) -> str:
     listed = ", ".join(items[:shown])
     return listed if len(items) <= shown else f"{listed} and {len(items) - shown} more"
@@ -107,7 +115,7 @@ def _examples(items: Sequence[str], shown: int = EXAMPLES_SHOWN) -> str:
 class _TailWindow:
     """The archive's bytes from ``start`` to its end, grown towards the front with one read per step."""
 
-    def __init__(self, archive: BinaryIO, archive_size: int) -> None:
+    def __init__(self, archive: SeekableReader, archive_size: int) -> None:
         self._archive = archive
         self.size = archive_size
         self.start = archive_size
@@ -144,7 +152,8 @@ def _find_end_record(window: _TailWindow) -> int:
                 # A signature inside the comment itself would not account for the bytes after it.
                 if absolute + _EOCD.size + comment_length == window.size:
                     return absolute
-        widest_start = max(0, window.size - _EOCD.size - _MAX_COMMENT)
+        # Reach the Zip64 locator and record too, so they cost no read of their own.
+        widest_start = max(0, window.size - _EOCD.size - _MAX_COMMENT - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size)
         if window.start <= widest_start:
             break
         window.extend_to(widest_start)
@@ -207,7 +216,7 @@ def parse_central_directory(data: bytes, expected_entries: int) -> list[ZipEntry
 
 
 def read_central_directory(
-    archive: BinaryIO, archive_size: int, *, tail_bytes: int = TAIL_BYTES, limits: SafetyLimits | None = None
+    archive: SeekableReader, archive_size: int, *, tail_bytes: int = TAIL_BYTES, limits: SafetyLimits | None = None
 ) -> CentralDirectory:
     """Parse the central directory, reading the archive's last ``tail_bytes`` first and then only what is missing.
 
@@ -279,7 +288,7 @@ def _safety_problems(entries: Sequence[ZipEntry], limits: SafetyLimits) -> list[
     encrypted = [entry.name for entry in entries if entry.is_encrypted]
     if encrypted:
         problems.append(
-            f"{len(encrypted)} entries are encrypted ({_examples(encrypted)}); zip the dataset without a password"
+            f"encrypted entries ({len(encrypted)}): {_examples(encrypted)}; zip the dataset without a password"
         )
     unsafe = [
         entry.name
@@ -288,19 +297,19 @@ def _safety_problems(entries: Sequence[ZipEntry], limits: SafetyLimits) -> list[
     ]
     if unsafe:
         problems.append(
-            f"{len(unsafe)} entries have absolute paths or '..' in their names ({_examples(unsafe)}); "
+            f"entries with absolute paths or '..' in their names ({len(unsafe)}): {_examples(unsafe)}; "
             "zip the dataset folder with relative paths only"
         )
     backslashed = [entry.name for entry in entries if "\\" in entry.name]
     if backslashed:
         problems.append(
-            f"{len(backslashed)} entries use '\\' as a folder separator ({_examples(backslashed)}); "
+            f"entries using '\\' as a folder separator ({len(backslashed)}): {_examples(backslashed)}; "
             "re-create the zip with a tool that writes '/' (for example 'zip -r' or Python's zipfile)"
         )
     duplicates = sorted(name for name, seen in Counter(entry.name for entry in entries).items() if seen > 1)
     if duplicates:
         problems.append(
-            f"{len(duplicates)} names appear more than once in the archive ({_examples(duplicates)}); "
+            f"names that appear more than once in the archive ({len(duplicates)}): {_examples(duplicates)}; "
             "re-create the zip from a clean folder instead of appending to it"
         )
     total = sum(entry.uncompressed_size for entry in entries)
@@ -317,8 +326,8 @@ def _safety_problems(entries: Sequence[ZipEntry], limits: SafetyLimits) -> list[
     ]
     if inflated:
         problems.append(
-            f"{len(inflated)} entries compress more than {limits.max_compression_ratio:.0f}:1, which images never do "
-            f"(possible zip bomb): {_examples(inflated)}"
+            f"entries compressed more than {limits.max_compression_ratio:.0f}:1, which images never are "
+            f"(possible zip bomb) ({len(inflated)}): {_examples(inflated)}"
         )
     return problems
 
@@ -348,12 +357,12 @@ def _class_problems(classes: Mapping[str, set[str]], expected_classes: int) -> l
         missing, extra = sorted(reference - names), sorted(names - reference)
         if missing:
             problems.append(
-                f"{split}/ lacks {len(missing)} classes that {reference_split}/ has: {_examples(missing)}; "
+                f"{split}/ lacks classes that {reference_split}/ has ({len(missing)}): {_examples(missing)}; "
                 "every split needs the same class folders"
             )
         if extra:
             problems.append(
-                f"{split}/ has {len(extra)} classes that {reference_split}/ lacks: {_examples(extra)}; "
+                f"{split}/ has classes that {reference_split}/ lacks ({len(extra)}): {_examples(extra)}; "
                 "every split needs the same class folders"
             )
     return problems
@@ -443,28 +452,26 @@ def inspect_dataset(
         )
     if loose:
         problems.append(
-            f"{len(loose)} files sit directly in a split folder instead of a class folder ({_examples(loose)}); "
+            f"files directly in a split folder instead of a class folder ({len(loose)}): {_examples(loose)}; "
             "move each image into its class folder"
         )
     if nested:
         problems.append(
-            f"{len(nested)} files are nested deeper than <split>/<class>/<image> ({_examples(nested)}); "
+            f"files nested deeper than <split>/<class>/<image> ({len(nested)}): {_examples(nested)}; "
             "move them up into their class folder"
         )
     if non_images:
         problems.append(
-            f"{len(non_images)} files in class folders are not .jpg/.jpeg/.png images ({_examples(non_images)}); "
+            f"files in class folders that are not .jpg/.jpeg/.png images ({len(non_images)}): {_examples(non_images)}; "
             "remove or convert them"
         )
     if empty_images:
-        problems.append(
-            f"{len(empty_images)} images are empty (0 bytes) ({_examples(empty_images)}); export them again"
-        )
+        problems.append(f"empty (0-byte) images ({len(empty_images)}): {_examples(empty_images)}; export them again")
     empty_classes = [
         f"{prefix}{split}/{name}/" for split in SPLITS for name, count in class_images[split].items() if count == 0
     ]
     if empty_classes:
-        problems.append(f"{len(empty_classes)} class folders have no images: {_examples(sorted(empty_classes))}")
+        problems.append(f"class folders without images ({len(empty_classes)}): {_examples(sorted(empty_classes))}")
     present = {split: set(class_images[split]) for split in SPLITS if split in seen_splits}
     problems.extend(_class_problems(present, expected.classes))
     counts = {split: sum(class_images[split].values()) for split in SPLITS}
@@ -483,7 +490,8 @@ def inspect_dataset(
         classes=tuple(sorted(class_images["train"])),
         counts=counts,
         ignored_count=len(ignored),
-        ignored_examples=tuple(ignored[:EXAMPLES_SHOWN]),
+        # Files say more than the folder entries of a junk folder.
+        ignored_examples=tuple(sorted(ignored, key=lambda name: name.endswith("/"))[:EXAMPLES_SHOWN]),
         directory_entries=len(directories),
         total_uncompressed_bytes=sum(entry.uncompressed_size for entry in entries),
     )
@@ -496,6 +504,7 @@ __all__ = [
     "DatasetLayout",
     "ExpectedLayout",
     "SafetyLimits",
+    "SeekableReader",
     "ZipEntry",
     "inspect_dataset",
     "parse_central_directory",
