@@ -1,0 +1,377 @@
+"""Serving hooks for the dog-breed classifier, as the SageMaker PyTorch inference toolkit calls them.
+
+Artifact (``model_dir``): ``model.pth``, the state_dict of ``dog_model.build_model(len(classes))``, and
+``classes.json``, the class folder names in index order ("001.Affenpinscher", ...). This file, ``dog_model.py``
+and ``requirements.txt`` sit in ``code/``, which the container puts on ``sys.path``.
+
+Requests (``input_fn``):
+- ``image/jpeg``, ``image/png``, ``application/x-image``: the image bytes.
+- ``application/json``: ``{"image": "<base64>"}``, ``{"images": ["<base64>", ...]}`` (a batch, one forward pass),
+  or the seed's format, the normalised (1, 3, 224, 224) tensor as nested lists. Optional ``"top_k"`` (default 5).
+
+Response (``output_fn``, ``application/json``)::
+
+    {"predictions": [{"breed": "Affenpinscher", "label": "001.Affenpinscher", "class_index": 0,
+                      "probability": 0.93}, ...]}
+
+``{"images": [...]}`` and a tensor of several images get one such list per image: ``{"predictions": [[...], ...]}``.
+
+Rejected requests raise ``RequestRejected`` subclasses that carry an HTTP status. In the container they derive
+from ``sagemaker_inference.errors.BaseInferenceToolkitError``, the only exception type whose status the toolkit's
+``Transformer.transform`` passes to the client (sagemaker-inference 1.10.1): any other exception, its own
+``UnsupportedFormatError`` included, becomes a 500.
+
+Speed: images are decoded with PIL ``draft`` (libjpeg scales down while decoding) exactly as training decodes
+them (``dog_data.decode_image``: squash to 224 x 224, bilinear), batches decode on threads (PIL releases the GIL),
+and pixels stay uint8 NHWC until the model's device, where the permute to NCHW is the channels_last layout for
+free. The network has its BatchNorms folded into the convolutions and runs in channels_last, in bfloat16 where the
+hardware computes it natively (``avx512_bf16``/``amx_bf16`` CPUs, CUDA), else float32. Probabilities are float32.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import logging
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+
+import dog_model
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+from torch.fx.experimental.optimization import fuse as fold_batch_norms
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SIZE = 224
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_TOP_K = 5
+MAX_IMAGES_PER_REQUEST = 64
+IMAGE_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "application/x-image"})
+JSON_CONTENT_TYPE = "application/json"
+ACCEPTABLE_RESPONSE_TYPES = frozenset({JSON_CONTENT_TYPE, "application/*", "*/*"})
+# "auto", "float32", "bfloat16" or "float16": lets an operator pin the precision without a new artifact.
+PRECISION_ENV = "INFERENCE_PRECISION"
+
+try:
+    from sagemaker_inference.errors import BaseInferenceToolkitError
+except ImportError:  # outside the SageMaker containers: tests, the offline endpoint
+
+    class BaseInferenceToolkitError(Exception):  # type: ignore[no-redef]
+        """Stand-in with the toolkit's attributes, so every caller reads ``status_code`` the same way."""
+
+        def __init__(self, status_code: int, message: str, phrase: str) -> None:
+            self.status_code = status_code
+            self.message = message
+            self.phrase = phrase
+            super().__init__(status_code, message, phrase)
+
+
+class RequestRejected(BaseInferenceToolkitError, ValueError):
+    """The client's request cannot be served; ``status_code`` is the 4xx to answer with."""
+
+    status = HTTPStatus.BAD_REQUEST
+
+    def __init__(self, message: str) -> None:
+        super().__init__(int(self.status), message, message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidPayload(RequestRejected):
+    status = HTTPStatus.BAD_REQUEST
+
+
+class UnsupportedContentType(RequestRejected):
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+class UnsupportedAccept(RequestRejected):
+    status = HTTPStatus.NOT_ACCEPTABLE
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What ``model_fn`` returns and ``predict_fn`` receives."""
+
+    network: nn.Module
+    labels: tuple[str, ...]  # class folder names, in index order
+    breeds: tuple[str, ...]  # the same, readable
+    device: torch.device
+    compute_dtype: torch.dtype
+
+
+@dataclass(frozen=True)
+class ImageBatch:
+    """What ``input_fn`` returns: uint8 pixels (N, 224, 224, 3), or the seed's normalised float (N, 3, 224, 224)."""
+
+    pixels: torch.Tensor
+    normalised: bool
+    top_k: int | None
+    is_batch: bool  # answer with one list per image, even for one image
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What ``predict_fn`` returns: the top-k classes of every image, most probable first."""
+
+    rankings: list[list[dict[str, object]]]
+    is_batch: bool
+
+
+# ---------------------------------------------------------------------------------------------------- model_fn
+
+
+def readable_breed(label: str) -> str:
+    """ "001.Affenpinscher" -> "Affenpinscher", "002.Afghan_hound" -> "Afghan hound"."""
+    return re.sub(r"^\d+\.", "", label).replace("_", " ").strip()
+
+
+def cpu_has_native_bf16() -> bool:
+    """bfloat16 is only faster than float32 where the CPU has bf16 dot-product instructions."""
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        check = getattr(torch.cpu, probe, None)
+        if check is not None and check():
+            return True
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    first_flags_line = re.search(r"^flags\s*:(.*)$", cpuinfo, flags=re.MULTILINE)
+    flags = set(first_flags_line.group(1).split()) if first_flags_line else set()
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def choose_compute_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
+    named = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if requested in named:
+        return named[requested]
+    if requested != "auto":
+        raise ValueError(f"{PRECISION_ENV} must be one of auto, {', '.join(named)}; got {requested!r}")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def read_class_labels(model_dir: Path) -> tuple[str, ...]:
+    path = model_dir / "classes.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the artifact must hold the class names in index order")
+    labels = json.loads(path.read_text())
+    if not (isinstance(labels, list) and labels and all(isinstance(label, str) for label in labels)):
+        raise ValueError(f"{path} must be a non-empty JSON list of class folder names")
+    return tuple(labels)
+
+
+def prepare_network(model: nn.Module, device: torch.device, compute_dtype: torch.dtype) -> nn.Module:
+    """Eval mode, BatchNorms folded into the convolutions, channels_last, weights in the compute dtype."""
+    folded = fold_batch_norms(model.eval())
+    return folded.to(device=device, dtype=compute_dtype, memory_format=torch.channels_last).eval()
+
+
+def load_model(model_dir: str | Path, *, device: torch.device | None = None, precision: str = "auto") -> LoadedModel:
+    """``model_fn`` with the device and precision as arguments (the toolkit's signature has no room for them)."""
+    model_dir = Path(model_dir)
+    labels = read_class_labels(model_dir)
+    weights_path = model_dir / "model.pth"
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"{weights_path} is missing: the artifact must hold the trained state_dict")
+    model = dog_model.build_model(len(labels))
+    try:
+        dog_model.load_state(model, str(weights_path))
+    except RuntimeError as error:
+        raise ValueError(
+            f"{weights_path} does not fit a ResNet18 with {len(labels)} classes (the count in classes.json): {error}"
+        ) from error
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    compute_dtype = choose_compute_dtype(device, precision)
+    logger.info("serving %d classes on %s in %s", len(labels), device, compute_dtype)
+    return LoadedModel(
+        network=prepare_network(model, device, compute_dtype),
+        labels=labels,
+        breeds=tuple(readable_breed(label) for label in labels),
+        device=device,
+        compute_dtype=compute_dtype,
+    )
+
+
+def model_fn(model_dir: str) -> LoadedModel:
+    return load_model(model_dir, precision=os.environ.get(PRECISION_ENV, "auto"))
+
+
+def model_warmup_fn(model_dir: str, model: LoadedModel) -> None:
+    """Called by sagemaker-inference >= 1.10 after model_fn: the first forward builds the oneDNN kernels."""
+    blank = ImageBatch(
+        pixels=torch.zeros(1, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8), normalised=False, top_k=1, is_batch=False
+    )
+    predict_fn(blank, model)
+
+
+# ---------------------------------------------------------------------------------------------------- input_fn
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Image bytes -> (224, 224, 3) uint8, the way dog_data.decode_image prepares training images."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", (IMAGE_SIZE, IMAGE_SIZE))
+            rgb = image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+    except UnidentifiedImageError as error:
+        raise InvalidPayload(f"the body is not an image PIL can read ({len(data)} bytes)") from error
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise InvalidPayload(f"the image is corrupt or truncated and cannot be decoded: {error}") from error
+    return np.asarray(rgb)
+
+
+_decode_pool: ThreadPoolExecutor | None = None
+
+
+def decode_images(payloads: list[bytes]) -> torch.Tensor:
+    """Decode a batch into one uint8 (N, 224, 224, 3) tensor; several images decode on threads."""
+    global _decode_pool
+    if len(payloads) == 1:
+        images = [decode_image(payloads[0])]
+    else:
+        if _decode_pool is None:
+            _decode_pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="decode")
+        images = list(_decode_pool.map(decode_image, payloads))
+    return torch.from_numpy(np.stack(images))
+
+
+def _base64_image(encoded: object, where: str) -> bytes:
+    if not isinstance(encoded, str) or not encoded:
+        raise InvalidPayload(f"{where} must be a non-empty base64 string, got {type(encoded).__name__}")
+    # Browsers hand out data URLs ("data:image/jpeg;base64,...").
+    if encoded.startswith("data:"):
+        encoded = encoded.partition(",")[2]
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise InvalidPayload(f"{where} is not valid base64: {error}") from error
+
+
+def _top_k_option(document: dict[str, object]) -> int | None:
+    top_k = document.get("top_k")
+    if top_k is None:
+        return None
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise InvalidPayload(f"top_k must be a positive integer, got {top_k!r}")
+    return top_k
+
+
+def _seed_tensor(document: list[object]) -> ImageBatch:
+    # np.asarray walks nested lists in C: ~7x faster than torch.tensor on the seed's 150,528 floats.
+    try:
+        array = np.asarray(document, dtype=np.float32)
+    except (ValueError, TypeError) as error:
+        raise InvalidPayload(f"the JSON tensor is not a rectangular array of numbers: {error}") from error
+    if array.ndim == 3:
+        array = array[np.newaxis]
+    expected = (3, IMAGE_SIZE, IMAGE_SIZE)
+    if array.ndim != 4 or array.shape[1:] != expected or array.shape[0] == 0:
+        raise InvalidPayload(
+            f"wrong tensor shape {tuple(array.shape)}: expected (N, {', '.join(map(str, expected))}), "
+            "a normalised RGB image batch"
+        )
+    if array.shape[0] > MAX_IMAGES_PER_REQUEST:
+        raise InvalidPayload(f"{array.shape[0]} images in one request; at most {MAX_IMAGES_PER_REQUEST}")
+    if not np.isfinite(array).all():
+        raise InvalidPayload("the JSON tensor holds NaN or infinite values")
+    return ImageBatch(pixels=torch.from_numpy(array), normalised=True, top_k=None, is_batch=array.shape[0] > 1)
+
+
+def _json_request(body: str | bytes) -> ImageBatch:
+    try:
+        document = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidPayload(f"the body is not valid JSON: {error}") from error
+    if isinstance(document, list):
+        return _seed_tensor(document)
+    if not isinstance(document, dict):
+        raise InvalidPayload('expected {"image": "<base64>"}, {"images": [...]} or a nested-list tensor')
+    top_k = _top_k_option(document)
+    if "image" in document:
+        pixels = decode_images([_base64_image(document["image"], '"image"')])
+        return ImageBatch(pixels=pixels, normalised=False, top_k=top_k, is_batch=False)
+    if "images" in document:
+        encoded_images = document["images"]
+        if not isinstance(encoded_images, list) or not encoded_images:
+            raise InvalidPayload('"images" must be a non-empty list of base64 strings')
+        if len(encoded_images) > MAX_IMAGES_PER_REQUEST:
+            raise InvalidPayload(f"{len(encoded_images)} images in one request; at most {MAX_IMAGES_PER_REQUEST}")
+        payloads = [_base64_image(encoded, f'"images"[{i}]') for i, encoded in enumerate(encoded_images)]
+        return ImageBatch(pixels=decode_images(payloads), normalised=False, top_k=top_k, is_batch=True)
+    raise InvalidPayload(f'the JSON object needs an "image" or "images" key; found {sorted(document)[:5]}')
+
+
+def input_fn(request_body: str | bytes | bytearray, content_type: str | None) -> ImageBatch:
+    media_type = _media_type(content_type)
+    if media_type not in IMAGE_CONTENT_TYPES and media_type != JSON_CONTENT_TYPE:
+        supported = ", ".join(sorted([*IMAGE_CONTENT_TYPES, JSON_CONTENT_TYPE]))
+        raise UnsupportedContentType(f"unsupported content type {content_type!r}; send one of {supported}")
+    if request_body is None or len(request_body) == 0:
+        raise InvalidPayload(f"the request body is empty (content type {media_type})")
+    if media_type == JSON_CONTENT_TYPE:
+        return _json_request(request_body)
+    if isinstance(request_body, str):
+        raise InvalidPayload(f"{media_type} needs the raw image bytes, not text")
+    return ImageBatch(pixels=decode_images([bytes(request_body)]), normalised=False, top_k=None, is_batch=False)
+
+
+# -------------------------------------------------------------------------------------------------- predict_fn
+
+
+def _model_input(batch: ImageBatch, model: LoadedModel) -> torch.Tensor:
+    # Pixels cross to the device as uint8, a quarter of the float bytes.
+    inputs = batch.pixels.to(model.device, non_blocking=True)
+    if not batch.normalised:
+        mean = torch.tensor(IMAGENET_MEAN, device=model.device).view(1, 3, 1, 1) * 255
+        scale = 1 / (torch.tensor(IMAGENET_STD, device=model.device).view(1, 3, 1, 1) * 255)
+        # NHWC permuted to NCHW is already the channels_last layout: no copy.
+        inputs = (inputs.permute(0, 3, 1, 2).float() - mean) * scale
+    return inputs.to(dtype=model.compute_dtype, memory_format=torch.channels_last)
+
+
+def predict_fn(data: ImageBatch, model: LoadedModel) -> Prediction:
+    top_k = min(data.top_k or DEFAULT_TOP_K, len(model.labels))
+    with torch.inference_mode():
+        logits = model.network(_model_input(data, model))
+        probabilities, indices = torch.softmax(logits.float(), dim=1).topk(top_k, dim=1)
+    rankings = [
+        [
+            {
+                "breed": model.breeds[index],
+                "label": model.labels[index],
+                "class_index": index,
+                "probability": probability,
+            }
+            for probability, index in zip(image_probabilities, image_indices, strict=True)
+        ]
+        for image_probabilities, image_indices in zip(probabilities.tolist(), indices.tolist(), strict=True)
+    ]
+    return Prediction(rankings=rankings, is_batch=data.is_batch)
+
+
+# --------------------------------------------------------------------------------------------------- output_fn
+
+
+def output_fn(prediction: Prediction, accept: str | None) -> str:
+    accepted = {_media_type(media_range) for media_range in (accept or JSON_CONTENT_TYPE).split(",")}
+    if not accepted & ACCEPTABLE_RESPONSE_TYPES:
+        raise UnsupportedAccept(f"cannot answer in {accept!r}; the response is {JSON_CONTENT_TYPE}")
+    predictions = prediction.rankings if prediction.is_batch else prediction.rankings[0]
+    return json.dumps({"predictions": predictions})
