@@ -126,7 +126,8 @@ def tuning_job_request(
             },
             "ParameterRanges": {
                 "CategoricalParameterRanges": [
-                    {"Name": "batch_size", "Values": [json.dumps(size) for size in BATCH_SIZES]}
+                    # The SDK's CategoricalParameter keeps values as strings, then JSON-encodes them: "\"64\"".
+                    {"Name": "batch_size", "Values": [json.dumps(str(size)) for size in BATCH_SIZES]}
                 ],
                 "ContinuousParameterRanges": [
                     {
