@@ -29,14 +29,14 @@ class ReadStats:
     bytes_fetched: int = 0
 
 
-def _real_version(version_id: str | None) -> str | None:
+def real_version_id(version_id: str | None) -> str | None:
     # Unversioned buckets report the version as the literal "null" (S3 events) or leave it out (HeadObject).
     return version_id if version_id and version_id != "null" else None
 
 
 def head_object(client: Any, bucket: str, key: str, version_id: str | None, stats: ReadStats) -> S3ObjectVersion:
     params: dict[str, str] = {"Bucket": bucket, "Key": key}
-    if _real_version(version_id):
+    if real_version_id(version_id):
         params["VersionId"] = str(version_id)
     stats.requests += 1
     response = client.head_object(**params)
@@ -45,7 +45,7 @@ def head_object(client: Any, bucket: str, key: str, version_id: str | None, stat
         key=key,
         size=int(response["ContentLength"]),
         etag=str(response["ETag"]),
-        version_id=_real_version(response.get("VersionId")),
+        version_id=real_version_id(response.get("VersionId")),
     )
 
 
