@@ -35,7 +35,11 @@ def test_auto_with_two_instances_sends_a_one_instance_canary() -> None:
     plan = plan_deployment("auto", 2, 300, ALARMS)
 
     routing = plan.deployment_config()["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
-    assert routing == {"Type": "CANARY", "WaitIntervalInSeconds": 300, "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1}}
+    assert routing == {
+        "Type": "CANARY",
+        "WaitIntervalInSeconds": 300,
+        "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+    }
     assert plan.max_execution_seconds > 300 + 300
     assert _valid_for_the_api(plan.deployment_config()) == []
 

@@ -59,7 +59,9 @@ def test_enum_inside_a_list_is_checked() -> None:
 
 
 def test_too_long_tuning_job_name_breaks_length_and_pattern() -> None:
-    problems = request_problems("sagemaker", "describe_hyper_parameter_tuning_job", {"HyperParameterTuningJobName": "h" * 33})
+    problems = request_problems(
+        "sagemaker", "describe_hyper_parameter_tuning_job", {"HyperParameterTuningJobName": "h" * 33}
+    )
 
     assert any("33 characters, at most 32" in problem for problem in problems)
 
@@ -80,7 +82,7 @@ def test_invalid_name_pattern_is_reported() -> None:
 
 
 def test_check_request_raises_the_named_error_with_every_problem() -> None:
-    with pytest.raises(InvalidSageMakerRequest, match="AllAtOnce.*ALL_AT_ONCE"):
+    with pytest.raises(InvalidSageMakerRequest, match=r"AllAtOnce.*ALL_AT_ONCE"):
         check_request("sagemaker", "update_endpoint", _update_request("AllAtOnce"))
 
 

@@ -20,8 +20,12 @@ def _results(**statuses: str) -> dict[str, RuleResult]:
 
 def test_all_clear_passes_without_warnings() -> None:
     verdict = evaluate(
-        _results(VanishingGradient="NoIssuesFound", LossNotDecreasing="NoIssuesFound", Overfit="NoIssuesFound",
-                 ProfilerReport="NoIssuesFound"),
+        _results(
+            VanishingGradient="NoIssuesFound",
+            LossNotDecreasing="NoIssuesFound",
+            Overfit="NoIssuesFound",
+            ProfilerReport="NoIssuesFound",
+        ),
         EXPECTED,
         BLOCKING,
     )
@@ -33,8 +37,12 @@ def test_all_clear_passes_without_warnings() -> None:
 
 def test_issues_on_a_blocking_rule_fail_and_name_the_rule() -> None:
     verdict = evaluate(
-        _results(VanishingGradient="NoIssuesFound", LossNotDecreasing="IssuesFound", Overfit="NoIssuesFound",
-                 ProfilerReport="NoIssuesFound"),
+        _results(
+            VanishingGradient="NoIssuesFound",
+            LossNotDecreasing="IssuesFound",
+            Overfit="NoIssuesFound",
+            ProfilerReport="NoIssuesFound",
+        ),
         EXPECTED,
         BLOCKING,
     )
@@ -47,8 +55,12 @@ def test_issues_on_a_blocking_rule_fail_and_name_the_rule() -> None:
 
 def test_issues_on_a_non_blocking_rule_are_a_warning() -> None:
     verdict = evaluate(
-        _results(VanishingGradient="NoIssuesFound", LossNotDecreasing="NoIssuesFound", Overfit="NoIssuesFound",
-                 ProfilerReport="IssuesFound"),
+        _results(
+            VanishingGradient="NoIssuesFound",
+            LossNotDecreasing="NoIssuesFound",
+            Overfit="NoIssuesFound",
+            ProfilerReport="IssuesFound",
+        ),
         EXPECTED,
         BLOCKING,
     )
@@ -59,8 +71,9 @@ def test_issues_on_a_non_blocking_rule_are_a_warning() -> None:
 
 def test_error_or_stopped_on_a_blocking_rule_is_an_evaluation_failure() -> None:
     verdict = evaluate(
-        _results(VanishingGradient="Error", LossNotDecreasing="Stopped", Overfit="NoIssuesFound",
-                 ProfilerReport="Error"),
+        _results(
+            VanishingGradient="Error", LossNotDecreasing="Stopped", Overfit="NoIssuesFound", ProfilerReport="Error"
+        ),
         EXPECTED,
         BLOCKING,
     )

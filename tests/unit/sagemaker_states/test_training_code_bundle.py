@@ -9,9 +9,9 @@ from pathlib import Path
 
 import boto3
 import pytest
+from conftest import BUCKET, REGION
 
 from pipeline.common.training_code_bundle import build_bundle, ensure_uploaded
-from conftest import BUCKET, REGION
 
 
 def _code(tmp_path: Path, body: str = "print('hi')\n") -> Path:

@@ -1,0 +1,234 @@
+"""Request bodies, checked against the API model and against what the SageMaker Python SDK 2.x would send."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+from unittest import mock
+
+import boto3
+import pytest
+from botocore.validate import validate_parameters
+from conftest import RULE_IMAGE, TRAINING_IMAGE
+from sagemaker.debugger import (
+    CollectionConfig,
+    DebuggerHookConfig,
+    ProfilerRule,
+    Rule,
+    get_rule_container_image_uri,
+    rule_configs,
+)
+from sagemaker.estimator import _TrainingJob
+from sagemaker.pytorch import PyTorch
+from sagemaker.session import Session
+from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner, _TuningJob
+
+from pipeline.common.config import Settings
+from pipeline.common.metric_definitions import METRIC_DEFINITIONS
+from pipeline.common.request_validation import operation_model, request_problems
+from pipeline.common.sagemaker_requests import (
+    decode_hyperparameter,
+    enabled_rules,
+    endpoint_config_request,
+    model_request,
+    training_job_request,
+    tuning_job_request,
+)
+from pipeline.common.state_models import BestJob, Dataset
+
+CODE_URI = "s3://dog-data/code/aa6136478d95bdb1/sourcedir.tar.gz"
+BEST = BestJob.model_validate(
+    {
+        "training_job_name": "hpo-251125-015343-3f9a1c-003-1a2b3c4d",
+        "objective": {"name": "validation:accuracy", "value": 0.81},
+        "hyperparameters": {"batch_size": 64, "learning_rate": 0.0123},
+    }
+)
+
+
+def _sdk_session() -> Session:
+    return Session(
+        boto_session=boto3.Session(region_name="us-east-1"),
+        sagemaker_client=mock.MagicMock(),
+        default_bucket="dog-data",
+    )
+
+
+def _sdk_estimator(settings: Settings, program: str, hyperparameters: dict[str, Any], **extra: Any) -> PyTorch:
+    return PyTorch(
+        entry_point=program,
+        source_dir=CODE_URI,
+        image_uri=TRAINING_IMAGE,
+        role=settings.sagemaker_role_arn,
+        instance_type="ml.g4dn.xlarge",
+        instance_count=1,
+        hyperparameters=hyperparameters,
+        sagemaker_session=_sdk_session(),
+        output_path="s3://dog-data/jobs/251125-015343-3f9a1c/",
+        **extra,
+    )
+
+
+def _assert_valid(operation: str, request: dict[str, Any]) -> None:
+    validate_parameters(request, operation_model("sagemaker", operation).input_shape)
+    assert request_problems("sagemaker", operation, request) == []
+
+
+def test_tuning_ranges_objective_and_statics_match_the_sdk_tuner(settings: Settings, dataset: Dataset) -> None:
+    # GIVEN the tuner the SDK would build for the same search
+    estimator = _sdk_estimator(settings, "hpo.py", {"epochs": settings.tuning_epochs})
+    tuner = HyperparameterTuner(
+        estimator,
+        "validation:accuracy",
+        {
+            "batch_size": CategoricalParameter([32, 64, 128, 256]),
+            "learning_rate": ContinuousParameter(0.001, 0.1, scaling_type="Logarithmic"),
+        },
+        metric_definitions=METRIC_DEFINITIONS,
+        strategy="Bayesian",
+        objective_type="Maximize",
+        max_jobs=5,
+        max_parallel_jobs=2,
+        early_stopping_type="Auto",
+    )
+    tuner._prepare_for_tuning(job_name="hpo-251125-015343-3f9a1c")
+    sdk = _TuningJob._get_tuner_args(tuner, dataset.validated_uri)
+    estimator._prepare_for_training(job_name="hpo-251125-015343-3f9a1c")
+    sdk_framework = {k: v for k, v in estimator.hyperparameters().items() if k != "sagemaker_job_name"}
+
+    # WHEN we build ours
+    ours = tuning_job_request(settings, dataset, "hpo-251125-015343-3f9a1c", CODE_URI, "us-east-1")
+    config, definition = ours["HyperParameterTuningJobConfig"], ours["TrainingJobDefinition"]
+
+    # THEN search space, objective and encodings agree
+    assert config["ParameterRanges"] == sdk["tuning_config"]["parameter_ranges"]
+    assert config["Strategy"] == sdk["tuning_config"]["strategy"]
+    assert config["TrainingJobEarlyStoppingType"] == sdk["tuning_config"]["early_stopping_type"]
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "validation:accuracy"}
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 5, "MaxParallelTrainingJobs": 2}
+    assert definition["StaticHyperParameters"] == sdk["training_config"]["static_hyperparameters"] | sdk_framework
+    assert definition["InputDataConfig"][0]["DataSource"] == sdk["training_config"]["input_config"][0]["DataSource"]
+    assert definition["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
+    _assert_valid("create_hyper_parameter_tuning_job", ours)
+
+
+def test_training_hyperparameters_match_the_sdk_estimator(settings: Settings, dataset: Dataset) -> None:
+    estimator = _sdk_estimator(settings, "train_model.py", {"batch_size": 64, "learning_rate": 0.0123, "epochs": 10})
+    estimator._prepare_for_training(job_name="train-251125-015343-3f9a1c")
+    sdk = _TrainingJob._get_train_args(estimator, dataset.validated_uri, experiment_config=None)
+    sdk["hyperparameters"].pop("sagemaker_job_name")
+
+    ours = training_job_request(settings, dataset, BEST, "train-251125-015343-3f9a1c", CODE_URI, "us-east-1")
+
+    assert ours["HyperParameters"] == sdk["hyperparameters"]
+    assert ours["HyperParameters"]["sagemaker_program"] == '"train_model.py"'
+    _assert_valid("create_training_job", ours)
+
+
+def test_rule_configurations_are_what_the_sdk_rules_send(settings: Settings, dataset: Dataset) -> None:
+    sdk_rules = [
+        Rule.sagemaker(rule_configs.vanishing_gradient()),
+        Rule.sagemaker(rule_configs.loss_not_decreasing()),
+        Rule.sagemaker(rule_configs.overfit()),
+        Rule.sagemaker(rule_configs.overtraining()),
+        Rule.sagemaker(rule_configs.poor_weight_initialization()),
+    ]
+    sdk_profiler_rule = ProfilerRule.sagemaker(rule_configs.ProfilerReport())
+    # The SDK fills the evaluator image in at job creation; our RULE_IMAGE_URI must be that image.
+    assert get_rule_container_image_uri("sagemaker-debugger-rules", "us-east-1") == RULE_IMAGE
+
+    ours = training_job_request(settings, dataset, BEST, "train-1", CODE_URI, "us-east-1")
+
+    assert ours["DebugRuleConfigurations"] == [
+        rule.to_debugger_rule_config_dict() | {"RuleEvaluatorImage": RULE_IMAGE} for rule in sdk_rules
+    ]
+    assert ours["ProfilerRuleConfigurations"] == [
+        sdk_profiler_rule.to_profiler_rule_config_dict() | {"RuleEvaluatorImage": RULE_IMAGE}
+    ]
+    # Every collection a rule reads is saved by our hook, with the rule's selection regex.
+    hook_collections = {
+        c["CollectionName"]: c.get("CollectionParameters", {})
+        for c in ours["DebugHookConfig"]["CollectionConfigurations"]
+    }
+    for rule in sdk_rules:
+        for needed in rule.collection_configs:
+            assert needed.name in hook_collections, (rule.name, needed.name)
+            regex = needed.parameters.get("include_regex")
+            assert hook_collections[needed.name].get("include_regex") == regex
+
+
+def test_hook_config_matches_the_sdk_encoding(settings: Settings, dataset: Dataset) -> None:
+    ours = training_job_request(settings, dataset, BEST, "train-1", CODE_URI, "us-east-1")["DebugHookConfig"]
+    sdk = DebuggerHookConfig(
+        s3_output_path="s3://dog-data/jobs/251125-015343-3f9a1c/train-1/debug-output",
+        hook_parameters={"train.save_interval": "100", "eval.save_interval": "10"},
+        collection_configs=[
+            CollectionConfig("weights"),
+            CollectionConfig("gradients"),
+            CollectionConfig("losses"),
+            CollectionConfig("relu_input", parameters={"include_regex": ".*relu_input"}),
+        ],
+    )._to_request_dict()
+
+    assert ours == sdk
+
+
+def test_profiler_off_disables_it_and_sends_no_profiler_rule(settings: Settings, dataset: Dataset) -> None:
+    # The SDK notes that a ProfilerRule next to DisableProfiler is an invalid request shape.
+    settings = dataclasses.replace(settings, profiler_rules_enabled=False)
+
+    ours = training_job_request(settings, dataset, BEST, "train-1", CODE_URI, "us-east-1")
+
+    assert ours["ProfilerConfig"] == {"DisableProfiler": True}
+    assert "ProfilerRuleConfigurations" not in ours
+    assert len(ours["DebugRuleConfigurations"]) == 5
+    assert enabled_rules(settings) == [
+        "VanishingGradient",
+        "LossNotDecreasing",
+        "Overfit",
+        "Overtraining",
+        "PoorWeightInitialization",
+    ]
+    _assert_valid("create_training_job", ours)
+
+
+def test_debugger_off_sends_no_hook_and_no_debugger_rule(settings: Settings, dataset: Dataset) -> None:
+    settings = dataclasses.replace(settings, debugger_rules_enabled=False)
+
+    ours = training_job_request(settings, dataset, BEST, "train-1", CODE_URI, "us-east-1")
+
+    assert "DebugHookConfig" not in ours and "DebugRuleConfigurations" not in ours
+    assert [rule["RuleConfigurationName"] for rule in ours["ProfilerRuleConfigurations"]] == ["ProfilerReport"]
+    assert enabled_rules(settings) == ["ProfilerReport"]
+    _assert_valid("create_training_job", ours)
+
+
+def test_extra_hyperparameters_reach_both_jobs_in_wire_form(settings: Settings, dataset: Dataset) -> None:
+    settings = dataclasses.replace(settings, extra_hyperparameters={"image_size": "64", "backbone": "resnet18"})
+
+    tuning = tuning_job_request(settings, dataset, "hpo-1", CODE_URI, "us-east-1")
+    training = training_job_request(settings, dataset, BEST, "train-1", CODE_URI, "us-east-1")
+
+    for hyperparameters in (tuning["TrainingJobDefinition"]["StaticHyperParameters"], training["HyperParameters"]):
+        assert hyperparameters["image_size"] == "64"
+        assert hyperparameters["backbone"] == '"resnet18"'
+
+
+def test_model_and_endpoint_config_requests_are_valid(settings: Settings, dataset: Dataset) -> None:
+    model = model_request(settings, dataset, "dogs-1", "s3://dog-data/jobs/r/train-1/output/model.tar.gz", "us-east-1")
+    config = endpoint_config_request(settings, dataset, "dogs-1", "dogs-1")
+
+    assert model["PrimaryContainer"]["Environment"] == {
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        "SAGEMAKER_REGION": "us-east-1",
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+    }
+    assert config["ProductionVariants"][0]["VariantName"] == "AllTraffic"
+    _assert_valid("create_model", model)
+    _assert_valid("create_endpoint_config", config)
+
+
+@pytest.mark.parametrize(("wire", "value"), [('"64"', "64"), ("64", 64), ("0.0123", 0.0123), ("resnet", "resnet")])
+def test_tuned_values_decode_from_either_encoding(wire: str, value: object) -> None:
+    assert decode_hyperparameter(wire) == value
