@@ -1,0 +1,145 @@
+"""StartTuning: the tuning job request, exactly, and the job as moto stores it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from conftest import BUCKET, REGION, ROLE_ARN, TRAINING_IMAGE, load_event
+
+from pipeline import start_tuning
+from pipeline.common.config import Settings
+from pipeline.common.errors import InvalidSageMakerRequest, SageMakerThrottled
+from pipeline.common.sagemaker_gateway import SageMakerGateway
+from pipeline.common.state_models import Dataset
+from pipeline.common.training_code_bundle import build_bundle
+
+JOB = "hpo-251125-015343-3f9a1c"
+
+
+def _expected_request(code_uri: str) -> dict[str, Any]:
+    return {
+        "HyperParameterTuningJobName": JOB,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "validation:accuracy"},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 5, "MaxParallelTrainingJobs": 2},
+            "ParameterRanges": {
+                "CategoricalParameterRanges": [{"Name": "batch_size", "Values": ['"32"', '"64"', '"128"', '"256"']}],
+                "ContinuousParameterRanges": [
+                    {"Name": "learning_rate", "MinValue": "0.001", "MaxValue": "0.1", "ScalingType": "Logarithmic"}
+                ],
+                "IntegerParameterRanges": [],
+            },
+            "TrainingJobEarlyStoppingType": "Auto",
+        },
+        "TrainingJobDefinition": {
+            "StaticHyperParameters": {
+                "sagemaker_program": '"hpo.py"',
+                "sagemaker_submit_directory": f'"{code_uri}"',
+                "sagemaker_region": '"us-east-1"',
+                "sagemaker_container_log_level": "20",
+                "epochs": "4",
+                "sagemaker_estimator_class_name": '"PyTorch"',
+                "sagemaker_estimator_module": '"sagemaker.pytorch.estimator"',
+            },
+            "AlgorithmSpecification": {
+                "TrainingImage": TRAINING_IMAGE,
+                "TrainingInputMode": "File",
+                "MetricDefinitions": [
+                    {"Name": "train:loss", "Regex": r"\btrain_loss=([0-9.eE+-]+)"},
+                    {"Name": "validation:loss", "Regex": r"\bvalid_loss=([0-9.eE+-]+)"},
+                    {"Name": "validation:accuracy", "Regex": r"\bvalid_accuracy=([0-9.eE+-]+)"},
+                    {"Name": "train:images_per_second", "Regex": r"\bimages_per_second=([0-9.eE+-]+)"},
+                    {"Name": "test:accuracy", "Regex": r"\btest_accuracy=([0-9.eE+-]+)"},
+                ],
+            },
+            "RoleArn": ROLE_ARN,
+            "InputDataConfig": [
+                {
+                    "ChannelName": "training",
+                    "DataSource": {
+                        "S3DataSource": {
+                            "S3DataType": "S3Prefix",
+                            "S3Uri": "s3://dog-data/validated/3f9a1c0d7e2b/dataset.zip",
+                            "S3DataDistributionType": "FullyReplicated",
+                        }
+                    },
+                    "ContentType": "application/zip",
+                }
+            ],
+            "OutputDataConfig": {"S3OutputPath": "s3://dog-data/jobs/251125-015343-3f9a1c/"},
+            "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 14400},
+        },
+        "Tags": [
+            {"Key": "pipeline", "Value": "dog-breed-retraining"},
+            {"Key": "run-id", "Value": "251125-015343-3f9a1c"},
+            {"Key": "dataset-id", "Value": "3f9a1c0d7e2b"},
+        ],
+    }
+
+
+def test_request_is_exactly_the_agreed_tuning_job(
+    aws: None, settings: Settings, dataset: Dataset, pipeline_env: Path, stubbed: tuple[SageMakerGateway, Stubber]
+) -> None:
+    # GIVEN a stubbed SageMaker that expects the exact request
+    gateway, stubber = stubbed
+    code_uri = f"s3://{BUCKET}/{build_bundle(pipeline_env).key('code/')}"
+    stubber.add_response(
+        "create_hyper_parameter_tuning_job",
+        {"HyperParameterTuningJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/{JOB}"},
+        _expected_request(code_uri),
+    )
+
+    # WHEN the tuning starts
+    result = start_tuning.start_tuning(dataset, settings, gateway, boto3.client("s3", region_name=REGION))
+
+    # THEN the state gets the job and the code it runs
+    assert result == {
+        "job_name": JOB,
+        "code_uri": code_uri,
+        "output_uri": "s3://dog-data/jobs/251125-015343-3f9a1c/",
+        "max_jobs": 5,
+    }
+
+
+def test_handler_creates_the_job_in_sagemaker_and_uploads_the_code(
+    aws: None, pipeline_env: Path, lambda_context: Any
+) -> None:
+    result = start_tuning.lambda_handler(load_event("start_tuning_validated_dataset"), lambda_context)
+
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    job = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=result["job_name"])
+    assert job["HyperParameterTuningJobConfig"]["Strategy"] == "Bayesian"
+    assert job["TrainingJobDefinition"]["StaticHyperParameters"]["sagemaker_submit_directory"] == (
+        f'"{result["code_uri"]}"'
+    )
+    bucket, key = result["code_uri"].removeprefix("s3://").split("/", 1)
+    stored = boto3.client("s3", region_name=REGION).get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert stored == build_bundle(pipeline_env).archive
+
+
+def test_misspelt_instance_type_fails_before_anything_reaches_sagemaker(
+    aws: None, monkeypatch: pytest.MonkeyPatch, pipeline_env: Path, lambda_context: Any
+) -> None:
+    monkeypatch.setenv("TUNING_INSTANCE_TYPE", "ml.g4dn.huge")
+
+    with pytest.raises(InvalidSageMakerRequest, match=r"ResourceConfig.InstanceType: 'ml.g4dn.huge' is not one of"):
+        start_tuning.lambda_handler(load_event("start_tuning_validated_dataset"), lambda_context)
+
+    jobs = boto3.client("sagemaker", region_name=REGION).list_hyper_parameter_tuning_jobs()
+    assert jobs["HyperParameterTuningJobSummaries"] == []
+
+
+def test_throttled_create_is_raised_as_retryable(
+    aws: None, settings: Settings, dataset: Dataset, stubbed: tuple[SageMakerGateway, Stubber]
+) -> None:
+    gateway, stubber = stubbed
+    stubber.add_client_error("create_hyper_parameter_tuning_job", "ThrottlingException", http_status_code=400)
+
+    with pytest.raises(SageMakerThrottled):
+        start_tuning.start_tuning(dataset, settings, gateway, boto3.client("s3", region_name=REGION))
