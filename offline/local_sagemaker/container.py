@@ -1,0 +1,211 @@
+"""The SageMaker training container contract, reproduced on this machine.
+
+What the SageMaker training toolkit does inside the PyTorch container, and the script relies on:
+- hyperparameters arrive JSON-encoded (the SDK's encoding); the toolkit decodes each value (falling back to the
+  raw string), drops the ``sagemaker_*`` ones, passes the rest as ``--name value`` (sorted; ``-n`` for a one-letter
+  name; a dict becomes ``k=v,k=v``), and exposes them as ``SM_HPS`` (JSON) and ``SM_HP_<NAME>``;
+- ``/opt/ml`` holds ``input/config/*.json``, ``input/data/<channel>/``, ``model/``, ``output/data/``,
+  ``output/failure``; ``SM_CHANNEL_<NAME>``, ``SM_MODEL_DIR``, ``SM_OUTPUT_DATA_DIR``, ``SM_CHANNELS`` point there;
+- Debugger reads ``debughookconfig.json`` (``LocalPath``, ``HookParameters``, ``CollectionConfigurations``);
+  ``SMDEBUG_CONFIG_FILE_PATH`` points smdebug at it outside ``/opt/ml``;
+- metrics are read from the log by the job's ``MetricDefinitions`` regexes (first group, as a float);
+- checkpoints go to ``CheckpointConfig.LocalPath`` (``/opt/ml/checkpoints``); locally the folder is also given as
+  ``SM_CHECKPOINT_DIR``, a variable SageMaker itself does not set;
+- a failed job's ``FailureReason`` is ``AlgorithmError: <output/failure>`` when the script wrote that file, else
+  the toolkit's ``ExecuteUserScriptError`` with the exit code and the end of stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SAGEMAKER_HYPERPARAMETER_PREFIX = "sagemaker_"
+FAILURE_REASON_LIMIT = 1024
+CURRENT_HOST = "algo-1"
+
+
+def decode_hyperparameters(encoded: Mapping[str, str]) -> dict[str, Any]:
+    decoded: dict[str, Any] = {}
+    for name, text in encoded.items():
+        try:
+            decoded[name] = json.loads(text)
+        except (TypeError, ValueError):
+            decoded[name] = text
+    return decoded
+
+
+def user_hyperparameters(decoded: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in decoded.items() if not name.startswith(SAGEMAKER_HYPERPARAMETER_PREFIX)}
+
+
+def _argument_value(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ",".join(f"{key}={item}" for key, item in sorted(value.items()))
+    return str(value)
+
+
+def command_line_arguments(hyperparameters: Mapping[str, Any]) -> list[str]:
+    arguments: list[str] = []
+    for name in sorted(hyperparameters):
+        arguments += [f"--{name}" if len(name) > 1 else f"-{name}", _argument_value(hyperparameters[name])]
+    return arguments
+
+
+@dataclass(frozen=True)
+class ContainerLayout:
+    """The ``/opt/ml`` tree of one job, rooted in a local folder."""
+
+    root: Path
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "input" / "config"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "input" / "data"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def output_data_dir(self) -> Path:
+        return self.root / "output" / "data"
+
+    @property
+    def failure_file(self) -> Path:
+        return self.root / "output" / "failure"
+
+    @property
+    def code_dir(self) -> Path:
+        return self.root / "code"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def tensors_dir(self) -> Path:
+        return self.root / "output" / "tensors"
+
+    def channel_dir(self, channel: str) -> Path:
+        return self.data_dir / channel
+
+    def create(self, channels: list[str]) -> None:
+        for folder in (self.config_dir, self.model_dir, self.output_data_dir, self.code_dir, self.checkpoint_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        for channel in channels:
+            self.channel_dir(channel).mkdir(parents=True, exist_ok=True)
+
+
+def debug_hook_config_json(debug_hook_config: Mapping[str, Any], local_path: Path) -> dict[str, Any]:
+    """The debughookconfig.json SageMaker writes for a job's DebugHookConfig, with tensors kept at ``local_path``."""
+    return {
+        "LocalPath": str(local_path),
+        "HookParameters": dict(debug_hook_config.get("HookParameters") or {}),
+        "CollectionConfigurations": [dict(c) for c in debug_hook_config.get("CollectionConfigurations") or []],
+    }
+
+
+def container_environment(
+    layout: ContainerLayout,
+    *,
+    program: str,
+    hyperparameters: Mapping[str, Any],
+    channels: list[str],
+    job_name: str,
+    job_environment: Mapping[str, str],
+    debug_config_file: Path | None,
+) -> dict[str, str]:
+    """The environment the toolkit gives the training script (the ``SM_*`` variables)."""
+    environment = {
+        "SM_MODEL_DIR": str(layout.model_dir),
+        "SM_OUTPUT_DIR": str(layout.output_dir),
+        "SM_OUTPUT_DATA_DIR": str(layout.output_data_dir),
+        "SM_INPUT_DIR": str(layout.root / "input"),
+        "SM_INPUT_CONFIG_DIR": str(layout.config_dir),
+        "SM_CHANNELS": json.dumps(sorted(channels)),
+        "SM_HPS": json.dumps(dict(hyperparameters)),
+        "SM_USER_ARGS": json.dumps(command_line_arguments(hyperparameters)),
+        "SM_USER_ENTRY_POINT": program,
+        "SM_MODULE_DIR": str(layout.code_dir),
+        "SM_CURRENT_HOST": CURRENT_HOST,
+        "SM_HOSTS": json.dumps([CURRENT_HOST]),
+        "SM_NUM_GPUS": "0",
+        "SM_NUM_CPUS": str(os.cpu_count() or 1),
+        "SM_TRAINING_JOB_NAME": job_name,
+        "TRAINING_JOB_NAME": job_name,
+        "SM_CHECKPOINT_DIR": str(layout.checkpoint_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    for channel in channels:
+        environment[f"SM_CHANNEL_{channel.upper()}"] = str(layout.channel_dir(channel))
+    for name, value in hyperparameters.items():
+        environment[f"SM_HP_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    if debug_config_file is not None:
+        environment["SMDEBUG_CONFIG_FILE_PATH"] = str(debug_config_file)
+    python_path = [str(layout.code_dir), os.environ.get("PYTHONPATH", "")]
+    environment["PYTHONPATH"] = os.pathsep.join(part for part in python_path if part)
+    return {**environment, **job_environment}
+
+
+def training_command(program: str, hyperparameters: Mapping[str, Any]) -> list[str]:
+    return [sys.executable, "-u", program, *command_line_arguments(hyperparameters)]
+
+
+@dataclass
+class MetricReader:
+    """Applies a job's MetricDefinitions to each log line; keeps the last value of every metric."""
+
+    definitions: list[dict[str, str]]
+    latest: dict[str, tuple[float, datetime]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._compiled = [(d["Name"], re.compile(d["Regex"])) for d in self.definitions]
+
+    def read(self, line: str) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for name, pattern in self._compiled:
+            match = pattern.search(line)
+            if match is None:
+                continue
+            try:
+                value = float(match.group(1))
+            except (IndexError, ValueError):
+                continue  # SageMaker skips a match it cannot read as a number
+            found[name] = value
+            self.latest[name] = (value, datetime.now(UTC))
+        return found
+
+    def final_metric_data_list(self) -> list[dict[str, Any]]:
+        return [
+            {"MetricName": name, "Value": value, "Timestamp": timestamp}
+            for name, (value, timestamp) in self.latest.items()
+        ]
+
+
+def failure_reason(layout: ContainerLayout, exit_code: int, stderr_tail: list[str], command: list[str]) -> str:
+    if layout.failure_file.is_file():
+        reason = "AlgorithmError: " + layout.failure_file.read_text(errors="replace").strip()
+    else:
+        message = "\n".join(stderr_tail).strip() or "(no output on stderr)"
+        reason = (
+            f'AlgorithmError: ExecuteUserScriptError:\nExitCode {exit_code}\nErrorMessage "{message}"\n'
+            f'Command "{" ".join(command[:1] + command[2:])}", exit code: {exit_code}'
+        )
+    if len(reason) > FAILURE_REASON_LIMIT:
+        reason = reason[: FAILURE_REASON_LIMIT - 3] + "..."
+    return reason

@@ -1,0 +1,81 @@
+"""Moving job inputs and outputs between (moto) S3 and the local job folders, as SageMaker does."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+
+class S3InputMissing(Exception):
+    """A job input named in the request is not in S3."""
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"{uri!r} is not an s3://bucket/key URI")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def join_s3_uri(prefix: str, *parts: str) -> str:
+    return "/".join([prefix.rstrip("/"), *(part.strip("/") for part in parts)])
+
+
+def download_prefix(s3: Any, uri: str, destination: Path) -> list[Path]:
+    """Everything under an S3Prefix, as a File-mode channel gets it: an exact key lands under its base name."""
+    bucket, prefix = split_s3_uri(uri)
+    files: list[Path] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            if key.endswith("/"):
+                continue
+            relative = key[len(prefix) :].lstrip("/") or key.rsplit("/", 1)[-1]
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, key, str(target))
+            files.append(target)
+    if not files:
+        raise S3InputMissing(f'No S3 objects found under S3 URL "{uri}"')
+    return files
+
+
+def download_file(s3: Any, uri: str, destination: Path) -> Path:
+    bucket, key = split_s3_uri(uri)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        s3.download_file(bucket, key, str(destination))
+    except Exception as error:
+        raise S3InputMissing(f"could not download {uri}: {error}") from error
+    return destination
+
+
+def extract_tarball(archive: Path, destination: Path) -> None:
+    destination.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(destination, filter="data")
+
+
+def tar_folder(folder: Path, archive: Path) -> Path:
+    """A gzipped tar of the folder's contents at the archive root (how SageMaker packs model.tar.gz)."""
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(folder.iterdir()):
+            tar.add(path, arcname=path.name)
+    return archive
+
+
+def upload_file(s3: Any, path: Path, uri: str) -> str:
+    bucket, key = split_s3_uri(uri)
+    s3.upload_file(str(path), bucket, key)
+    return uri
+
+
+def upload_tree(s3: Any, folder: Path, uri_prefix: str) -> int:
+    count = 0
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            upload_file(s3, path, join_s3_uri(uri_prefix, path.relative_to(folder).as_posix()))
+            count += 1
+    return count

@@ -1,0 +1,497 @@
+"""One training job run locally: the SageMaker lifecycle around a subprocess running the job's program.
+
+``accept()`` runs inside the CreateTrainingJob request, so a describe right after it sees ``InProgress``;
+``run()`` runs in a worker thread: download the code and channels, run the script under the container contract
+(``container.py``), read metrics from its log, upload ``model.tar.gz``/``output.tar.gz``/tensors, then evaluate
+the Debugger and Profiler rules as separate work, as SageMaker's rule jobs do after the training job.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.core.utils import utcnow
+from moto.sagemaker.models import FakeTrainingJob
+
+from offline.local_sagemaker import s3io
+from offline.local_sagemaker.container import (
+    ContainerLayout,
+    MetricReader,
+    container_environment,
+    debug_hook_config_json,
+    decode_hyperparameters,
+    failure_reason,
+    training_command,
+    user_hyperparameters,
+)
+from offline.local_sagemaker.progress import LogCallback, ProgressCallback, ProgressEvent, epoch_in
+
+logger = logging.getLogger(__name__)
+
+RuleEvaluator = Callable[[Path, list[str]], Mapping[str, Mapping[str, str]]]
+
+RULE_RUNNER = Path(__file__).with_name("rule_runner.py")
+RULE_STATUSES = ("NoIssuesFound", "IssuesFound", "Error")
+STATUS_DETAILS_LIMIT = 1024
+STDERR_TAIL_LINES = 12
+PROFILER_REPORT_NOTE = (
+    "Reported, not evaluated, locally: SageMaker's profiler rules (ProfilerReport) run only in its rule "
+    "container, and no profiling data is collected on this machine, so there was nothing to analyse."
+)
+PROFILER_NOT_COLLECTED = "ProfilerConfig is accepted but profiling data is not collected by the local executor."
+
+
+@dataclass(frozen=True)
+class JobServices:
+    """What a running job needs from the executor."""
+
+    work_root: Path
+    report: ProgressCallback
+    log: LogCallback
+    rule_evaluator: RuleEvaluator | None
+    fallback_code_dirs: tuple[Path, ...]
+    python: str = sys.executable
+    rule_timeout_seconds: float = 900.0
+
+
+class RuleEvaluationError(Exception):
+    """The local rule evaluation could not produce results."""
+
+
+def _rule_entries(configurations: list[dict[str, Any]], status: str, job_arn: str) -> list[dict[str, Any]]:
+    prefix = job_arn.split(":training-job/")[0]
+    return [
+        {
+            "RuleConfigurationName": c["RuleConfigurationName"],
+            "RuleEvaluationJobArn": f"{prefix}:processing-job/{c['RuleConfigurationName'][:20].lower()}-"
+            f"{secrets.token_hex(6)}",
+            "RuleEvaluationStatus": status,
+            "LastModifiedTime": utcnow(),
+        }
+        for c in configurations
+    ]
+
+
+def _rule_to_invoke(configuration: Mapping[str, Any]) -> str:
+    return str(
+        (configuration.get("RuleParameters") or {}).get("rule_to_invoke", configuration["RuleConfigurationName"])
+    )
+
+
+class TrainingRun:
+    """The lifecycle of one training job on moto's ``FakeTrainingJob``."""
+
+    def __init__(
+        self,
+        job: FakeTrainingJob,
+        request: Mapping[str, Any],
+        services: JobServices,
+        *,
+        tuning_job: str | None = None,
+        trial: int | None = None,
+        trials: int | None = None,
+    ) -> None:
+        self.job = job
+        self.request = copy.deepcopy(dict(request))
+        self.services = services
+        self.tuning_job, self.trial, self.trials = tuning_job, trial, trials
+        self.job_dir = services.work_root / job.training_job_name
+        self.layout = ContainerLayout(self.job_dir / "opt_ml")
+        self.log_file = self.job_dir / "job.log"
+        definitions = self.request["AlgorithmSpecification"].get("MetricDefinitions") or []
+        self.metrics = MetricReader([dict(d) for d in definitions])
+        self._stop_requested = threading.Event()
+        self._max_runtime_exceeded = False
+        self._process: subprocess.Popen[str] | None = None
+        self._process_lock = threading.Lock()
+        self._log_lock = threading.Lock()
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._started = time.monotonic()
+
+    @property
+    def name(self) -> str:
+        return str(self.job.training_job_name)
+
+    # --- status bookkeeping --------------------------------------------------------------------------------
+
+    def accept(self) -> None:
+        """Replace moto's instant "Completed" with the state of a job that has just been created."""
+        job, request = self.job, self.request
+        now = utcnow()
+        # moto replaces MetricDefinitions with a fake one; DescribeTrainingJob must show what was asked for.
+        job.algorithm_specification = copy.deepcopy(request["AlgorithmSpecification"])
+        job.training_job_status = "InProgress"
+        job.secondary_status = "Starting"
+        job.secondary_status_transitions = [
+            {"Status": "Starting", "StartTime": now, "StatusMessage": "Launching requested ML instances"}
+        ]
+        job.final_metric_data_list = None
+        job.training_start_time = None
+        job.training_end_time = None
+        job.failure_reason = None
+        job.last_modified_time = now
+        job.environment = request.get("Environment")
+        job.profiler_config = request.get("ProfilerConfig")
+        job.profiler_rule_configurations = request.get("ProfilerRuleConfigurations")
+        debug_rules = request.get("DebugRuleConfigurations") or []
+        profiler_rules = request.get("ProfilerRuleConfigurations") or []
+        job.debug_rule_evaluation_statuses = _rule_entries(debug_rules, "InProgress", job.arn) or None
+        job.profiler_rule_evaluation_statuses = _rule_entries(profiler_rules, "InProgress", job.arn) or None
+        self._report("status", f"{self.name}: InProgress", status="InProgress")
+
+    def _transition(self, status: str, message: str) -> None:
+        now = utcnow()
+        transitions = [dict(t) for t in self.job.secondary_status_transitions or []]
+        if transitions and "EndTime" not in transitions[-1]:
+            transitions[-1]["EndTime"] = now
+        transitions.append({"Status": status, "StartTime": now, "StatusMessage": message})
+        self.job.secondary_status_transitions = transitions
+        self.job.secondary_status = status
+        self.job.last_modified_time = now
+
+    def _end(self, status: str, secondary: str, message: str, reason: str | None = None) -> None:
+        self._transition(secondary, message)
+        transitions = self.job.secondary_status_transitions
+        transitions[-1]["EndTime"] = transitions[-1]["StartTime"]
+        now = utcnow()
+        seconds = max(1, int(time.monotonic() - self._started))
+        self.job.training_end_time = now
+        self.job.training_time_in_seconds = seconds
+        self.job.billable_time_in_seconds = seconds
+        self.job.failure_reason = reason
+        self.job.training_job_status = status
+        self._report("status", f"{self.name}: {status}" + (f" ({reason})" if reason else ""), status=status)
+
+    def _report(self, kind: str, message: str, **fields: Any) -> None:
+        self.services.report(
+            ProgressEvent(
+                kind=kind,
+                resource=self.name,
+                message=message,
+                tuning_job=self.tuning_job,
+                trial=self.trial,
+                trials=self.trials,
+                **fields,
+            )
+        )
+
+    def _log(self, line: str) -> None:
+        with self._log_lock, self.log_file.open("a", encoding="utf-8") as log:
+            log.write(line + "\n")
+        self.services.log(self.name, line)
+
+    # --- the run ---------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop_requested.set()
+        with self._process_lock:
+            if self._process is not None and self._process.poll() is None:
+                self._process.terminate()
+
+    def run(self) -> None:
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        s3 = boto3.client("s3", region_name=self.job.arn.split(":")[3])
+        try:
+            self._run_training(s3)
+        except s3io.S3InputMissing as error:
+            self._end("Failed", "Failed", "Training job failed", f"ClientError: {error}")
+        except Exception as error:  # the executor itself broke: report it on the job, as an internal error
+            logger.exception("local training job %s failed in the executor", self.name)
+            self._end(
+                "Failed",
+                "Failed",
+                "Training job failed",
+                f"InternalServerError: local executor: {type(error).__name__}: {error}",
+            )
+        try:
+            self._upload_tensors(s3)
+        except Exception:
+            logger.exception("could not upload the Debugger tensors of %s", self.name)
+        self._evaluate_rules(s3)
+
+    def _run_training(self, s3: Any) -> None:
+        request = self.request
+        channels = [c["ChannelName"] for c in request.get("InputDataConfig") or []]
+        self.layout.create(channels)
+        self._transition("Downloading", "Downloading input data")
+        encoded = request.get("HyperParameters") or {}
+        decoded = decode_hyperparameters(encoded)
+        program = decoded.get("sagemaker_program")
+        if not program:
+            self._end("Failed", "Failed", "Training job failed", "ClientError: no sagemaker_program hyperparameter")
+            return
+        self._fetch_code(s3, str(decoded.get("sagemaker_submit_directory") or ""))
+        for channel in request.get("InputDataConfig") or []:
+            source = channel["DataSource"].get("S3DataSource") or {}
+            if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+                raise s3io.S3InputMissing(f"S3DataType {source.get('S3DataType')} is not supported locally")
+            s3io.download_prefix(s3, source["S3Uri"], self.layout.channel_dir(channel["ChannelName"]))
+        debug_config_file = self._write_config_files(encoded, channels)
+        if (request.get("ProfilerConfig") or {}).get("DisableProfiler") is False:
+            self._log(PROFILER_NOT_COLLECTED)
+        if self._stop_requested.is_set():
+            self._end("Stopped", "Stopped", "Training job stopped before training started")
+            return
+        self._transition("Training", "Training image download completed. Training in progress.")
+        self.job.training_start_time = utcnow()
+        hyperparameters = user_hyperparameters(decoded)
+        command = training_command(program, hyperparameters)
+        command[0] = self.services.python
+        environment = container_environment(
+            self.layout,
+            program=program,
+            hyperparameters=hyperparameters,
+            channels=channels,
+            job_name=self.name,
+            job_environment=request.get("Environment") or {},
+            debug_config_file=debug_config_file,
+        )
+        exit_code = self._run_process(command, environment)
+        if self._max_runtime_exceeded:
+            limit = (request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+            self._end("Stopped", "MaxRuntimeExceeded", f"Training job exceeded MaxRuntimeInSeconds ({limit} s)")
+        elif self._stop_requested.is_set():
+            self._end("Stopped", "Stopped", "Training job stopped")
+        elif exit_code != 0:
+            self._upload_output_data(s3)
+            self._end(
+                "Failed",
+                "Failed",
+                "Training job failed",
+                failure_reason(self.layout, exit_code, list(self._stderr_tail), command),
+            )
+        else:
+            self._transition("Uploading", "Uploading generated training model")
+            self._upload_model(s3)
+            self._upload_output_data(s3)
+            self._end("Completed", "Completed", "Training job completed")
+
+    def _fetch_code(self, s3: Any, submit_directory: str) -> None:
+        if submit_directory.startswith("s3://"):
+            archive = s3io.download_file(s3, submit_directory, self.job_dir / "sourcedir.tar.gz")
+            s3io.extract_tarball(archive, self.layout.code_dir)
+            return
+        local = Path(submit_directory.removeprefix("file://"))
+        if submit_directory and local.is_dir():
+            for path in local.iterdir():
+                target = self.layout.code_dir / path.name
+                if path.is_file():
+                    target.write_bytes(path.read_bytes())
+            return
+        raise s3io.S3InputMissing(
+            f"sagemaker_submit_directory {submit_directory!r} is neither an S3 tarball nor a folder"
+        )
+
+    def _write_config_files(self, encoded: Mapping[str, str], channels: list[str]) -> Path | None:
+        config_dir = self.layout.config_dir
+        (config_dir / "hyperparameters.json").write_text(json.dumps(dict(encoded)))
+        (config_dir / "inputdataconfig.json").write_text(
+            json.dumps(
+                {
+                    c["ChannelName"]: {k: v for k, v in c.items() if k != "ChannelName"}
+                    for c in self.request.get("InputDataConfig") or []
+                }
+            )
+        )
+        (config_dir / "resourceconfig.json").write_text(
+            json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "lo"})
+        )
+        hook_config = self.request.get("DebugHookConfig")
+        if not hook_config:
+            return None
+        path = config_dir / "debughookconfig.json"
+        path.write_text(json.dumps(debug_hook_config_json(hook_config, self.layout.tensors_dir)))
+        return path
+
+    def _run_process(self, command: list[str], environment: Mapping[str, str]) -> int:
+        self._log(f"$ {' '.join(command)}")
+        with self._process_lock:
+            process = subprocess.Popen(
+                command,
+                cwd=self.layout.code_dir,
+                env={**os.environ, **environment},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                bufsize=1,
+            )
+            self._process = process
+        readers = [
+            threading.Thread(target=self._pump, args=(process.stdout, False), daemon=True),
+            threading.Thread(target=self._pump, args=(process.stderr, True), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
+        limit = (self.request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+        try:
+            exit_code = process.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            self._max_runtime_exceeded = True
+            process.kill()
+            exit_code = process.wait()
+        for reader in readers:
+            reader.join()
+        return exit_code
+
+    def _pump(self, stream: Any, is_stderr: bool) -> None:
+        for raw in stream:
+            line = raw.rstrip("\n")
+            self._log(line)
+            if is_stderr:
+                self._stderr_tail.append(line)
+            found = self.metrics.read(line)
+            if found:
+                self.job.final_metric_data_list = self.metrics.final_metric_data_list()
+                self._report("metrics", line, epoch=epoch_in(line), metrics=found)
+        stream.close()
+
+    # --- outputs ---------------------------------------------------------------------------------------------
+
+    def _output_prefix(self) -> str:
+        return s3io.join_s3_uri(self.request["OutputDataConfig"]["S3OutputPath"], self.name, "output")
+
+    def _upload_model(self, s3: Any) -> None:
+        archive = s3io.tar_folder(self.layout.model_dir, self.job_dir / "model.tar.gz")
+        uri = s3io.upload_file(s3, archive, s3io.join_s3_uri(self._output_prefix(), "model.tar.gz"))
+        self.job.model_artifacts = {"S3ModelArtifacts": uri}
+        checkpoint = self.request.get("CheckpointConfig") or {}
+        if checkpoint.get("S3Uri") and any(self.layout.checkpoint_dir.iterdir()):
+            s3io.upload_tree(s3, self.layout.checkpoint_dir, checkpoint["S3Uri"])
+
+    def _upload_output_data(self, s3: Any) -> None:
+        archive = s3io.tar_folder(self.layout.output_data_dir, self.job_dir / "output.tar.gz")
+        s3io.upload_file(s3, archive, s3io.join_s3_uri(self._output_prefix(), "output.tar.gz"))
+
+    def _debug_output_uri(self) -> str | None:
+        hook_config = self.request.get("DebugHookConfig")
+        if not hook_config:
+            return None
+        # SageMaker writes a job's tensors under <S3OutputPath>/<job name>/debug-output.
+        return s3io.join_s3_uri(hook_config["S3OutputPath"], self.name, "debug-output")
+
+    def _upload_tensors(self, s3: Any) -> None:
+        uri = self._debug_output_uri()
+        if uri and self.layout.tensors_dir.is_dir():
+            count = s3io.upload_tree(s3, self.layout.tensors_dir, uri)
+            self._log(f"uploaded {count} Debugger files to {uri}")
+
+    # --- rules -----------------------------------------------------------------------------------------------
+
+    def _set_rule(self, attribute: str, name: str, status: str, details: str) -> None:
+        entries = [dict(e) for e in getattr(self.job, attribute) or []]
+        for entry in entries:
+            if entry["RuleConfigurationName"] == name:
+                entry["RuleEvaluationStatus"] = status
+                entry["StatusDetails"] = details[:STATUS_DETAILS_LIMIT]
+                entry["LastModifiedTime"] = utcnow()
+        setattr(self.job, attribute, entries)
+        self._report(
+            "rule", f"{self.name}: rule {name}: {status}" + (f" ({details})" if details else ""), status=status
+        )
+
+    def _evaluate_rules(self, s3: Any) -> None:
+        debug_rules = self.request.get("DebugRuleConfigurations") or []
+        profiler_rules = self.request.get("ProfilerRuleConfigurations") or []
+        if not debug_rules and not profiler_rules:
+            return
+        if self.job.training_job_status != "Completed":
+            details = f"Not evaluated: the training job ended {self.job.training_job_status}."
+            for configuration in debug_rules:
+                self._set_rule(
+                    "debug_rule_evaluation_statuses", configuration["RuleConfigurationName"], "Stopped", details
+                )
+            for configuration in profiler_rules:
+                self._set_rule(
+                    "profiler_rule_evaluation_statuses", configuration["RuleConfigurationName"], "Stopped", details
+                )
+            return
+        for configuration in profiler_rules:
+            self._set_rule(
+                "profiler_rule_evaluation_statuses",
+                configuration["RuleConfigurationName"],
+                "NoIssuesFound",
+                PROFILER_REPORT_NOTE,
+            )
+        if debug_rules:
+            for name, (status, details) in self._debug_rule_results(s3, debug_rules).items():
+                self._set_rule("debug_rule_evaluation_statuses", name, status, details)
+
+    def _debug_rule_results(self, s3: Any, configurations: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+        names = {c["RuleConfigurationName"]: _rule_to_invoke(c) for c in configurations}
+        uri = self._debug_output_uri()
+        if uri is None:
+            return {name: ("Error", "No DebugHookConfig on the job, so no tensors to evaluate.") for name in names}
+        trial_dir = self.job_dir / "rule-input"
+        try:
+            s3io.download_prefix(s3, uri, trial_dir)
+        except s3io.S3InputMissing:
+            details = f"No Debugger tensors under {uri}: the training script saved none."
+            return {name: ("Error", details) for name in names}
+        self._log(f"evaluating rules {sorted(set(names.values()))} on {uri}")
+        try:
+            results = (self.services.rule_evaluator or self._evaluate_in_subprocess)(
+                trial_dir, sorted(set(names.values()))
+            )
+        except Exception as error:
+            details = f"Local rule evaluation failed: {type(error).__name__}: {error}"
+            return {name: ("Error", details) for name in names}
+        outcome: dict[str, tuple[str, str]] = {}
+        for configuration_name, rule in names.items():
+            result = results.get(rule)
+            if result is None:
+                outcome[configuration_name] = ("Error", f"The local rule evaluator returned no result for {rule}.")
+            elif result.get("status") not in RULE_STATUSES:
+                outcome[configuration_name] = ("Error", f"Unknown rule status {result.get('status')!r} for {rule}.")
+            else:
+                outcome[configuration_name] = (str(result["status"]), str(result.get("details") or ""))
+        self._write_rule_reports(s3, outcome)
+        return outcome
+
+    def _write_rule_reports(self, s3: Any, outcome: Mapping[str, tuple[str, str]]) -> None:
+        base = s3io.join_s3_uri(self.request["DebugHookConfig"]["S3OutputPath"], self.name, "rule-output")
+        for name, (status, details) in outcome.items():
+            report = self.job_dir / "rule-output" / name / "local-evaluation.json"
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(json.dumps({"rule": name, "status": status, "details": details, "evaluated_by": "local"}))
+            s3io.upload_file(s3, report, s3io.join_s3_uri(base, name, "local-evaluation.json"))
+
+    def _evaluate_in_subprocess(self, trial_dir: Path, rule_names: list[str]) -> Mapping[str, Mapping[str, str]]:
+        output = self.job_dir / "rule-results.json"
+        command = [
+            self.services.python,
+            str(RULE_RUNNER),
+            "--trial-dir",
+            str(trial_dir),
+            "--rules",
+            json.dumps(rule_names),
+            "--output",
+            str(output),
+        ]
+        for folder in (self.layout.code_dir, *self.services.fallback_code_dirs):
+            command += ["--code-dir", str(folder)]
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=self.services.rule_timeout_seconds, check=False
+        )
+        for line in (completed.stdout + completed.stderr).splitlines():
+            self._log(f"[rules] {line}")
+        if completed.returncode != 0:
+            tail = " | ".join(completed.stderr.strip().splitlines()[-3:])
+            raise RuleEvaluationError(f"exit code {completed.returncode}: {tail}")
+        results: Mapping[str, Mapping[str, str]] = json.loads(output.read_text())
+        return results
