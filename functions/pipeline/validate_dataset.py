@@ -35,6 +35,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -56,6 +57,8 @@ from pipeline.common.zip_inspection import (
 Trigger = Literal["s3", "schedule", "manual"]
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NoSuchBucket", "NotFound"})
 _CHANGED_CODES = frozenset({"412", "PreconditionFailed"})
+# Parts of 128 MiB: the 1.1 GB dogImages zip copies in 9 parallel UploadPartCopy calls instead of 135 of 8 MiB.
+_COPY_CONFIG = TransferConfig(multipart_threshold=256 * 1024**2, multipart_chunksize=128 * 1024**2)
 
 
 class ValidateDatasetInput(BaseModel):
@@ -220,8 +223,14 @@ def publish_validated_copy(
     source: dict[str, str] = {"Bucket": target.bucket, "Key": target.key}
     if target.version_id:
         source["VersionId"] = target.version_id
-    # Managed copy: server-side and multipart above the threshold, so a 1 GB zip never passes through the Lambda.
-    s3.copy(source, settings.bucket, f"{folder}dataset.zip", ExtraArgs={"CopySourceIfMatch": target.etag})
+    # Managed copy: server-side (no byte passes through the function), multipart and parallel above the threshold.
+    s3.copy(
+        source,
+        settings.bucket,
+        f"{folder}dataset.zip",
+        ExtraArgs={"CopySourceIfMatch": target.etag},
+        Config=_COPY_CONFIG,
+    )
     classes_document = {
         "classes": list(layout.classes),
         "counts": layout.counts,
