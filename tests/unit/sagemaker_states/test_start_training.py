@@ -1,0 +1,151 @@
+"""StartTraining: the training job request with Debugger hook, rules and profiler, exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from conftest import BUCKET, REGION, ROLE_ARN, RULE_IMAGE, TRAINING_IMAGE, load_event
+from pipeline import start_training
+from pipeline.common.clients import get_client
+from pipeline.common.config import Settings
+from pipeline.common.sagemaker_gateway import SageMakerGateway
+from pipeline.common.state_models import BestJob, Dataset
+from pipeline.common.training_code_bundle import build_bundle
+
+JOB = "train-251125-015343-3f9a1c"
+OUTPUT = "s3://dog-data/jobs/251125-015343-3f9a1c/"
+DEBUGGER_RULES = ["VanishingGradient", "LossNotDecreasing", "Overfit", "Overtraining", "PoorWeightInitialization"]
+
+
+def _rule(name: str) -> dict[str, Any]:
+    return {"RuleConfigurationName": name, "RuleEvaluatorImage": RULE_IMAGE, "RuleParameters": {"rule_to_invoke": name}}
+
+
+def _expected_request(code_uri: str) -> dict[str, Any]:
+    return {
+        "TrainingJobName": JOB,
+        "HyperParameters": {
+            "sagemaker_program": '"train_model.py"',
+            "sagemaker_submit_directory": f'"{code_uri}"',
+            "sagemaker_region": '"us-east-1"',
+            "sagemaker_container_log_level": "20",
+            "batch_size": "64",
+            "learning_rate": "0.0123",
+            "epochs": "10",
+        },
+        "AlgorithmSpecification": {
+            "TrainingImage": TRAINING_IMAGE,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [
+                {"Name": "train:loss", "Regex": r"\btrain_loss=([0-9.eE+-]+)"},
+                {"Name": "validation:loss", "Regex": r"\bvalid_loss=([0-9.eE+-]+)"},
+                {"Name": "validation:accuracy", "Regex": r"\bvalid_accuracy=([0-9.eE+-]+)"},
+                {"Name": "train:images_per_second", "Regex": r"\bimages_per_second=([0-9.eE+-]+)"},
+                {"Name": "test:accuracy", "Regex": r"\btest_accuracy=([0-9.eE+-]+)"},
+            ],
+            "EnableSageMakerMetricsTimeSeries": True,
+        },
+        "RoleArn": ROLE_ARN,
+        "InputDataConfig": [
+            {
+                "ChannelName": "training",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": "s3://dog-data/validated/3f9a1c0d7e2b/dataset.zip",
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "ContentType": "application/zip",
+            }
+        ],
+        "OutputDataConfig": {"S3OutputPath": OUTPUT},
+        "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 14400},
+        "Tags": [
+            {"Key": "pipeline", "Value": "dog-breed-retraining"},
+            {"Key": "run-id", "Value": "251125-015343-3f9a1c"},
+            {"Key": "dataset-id", "Value": "3f9a1c0d7e2b"},
+        ],
+        "DebugHookConfig": {
+            "S3OutputPath": f"{OUTPUT}{JOB}/debug-output",
+            "HookParameters": {"train.save_interval": "100", "eval.save_interval": "10"},
+            "CollectionConfigurations": [
+                {"CollectionName": "weights"},
+                {"CollectionName": "gradients"},
+                {"CollectionName": "losses"},
+                {"CollectionName": "relu_input", "CollectionParameters": {"include_regex": ".*relu_input"}},
+            ],
+        },
+        "DebugRuleConfigurations": [_rule(name) for name in DEBUGGER_RULES],
+        "ProfilerConfig": {"S3OutputPath": OUTPUT, "DisableProfiler": False},
+        "ProfilerRuleConfigurations": [_rule("ProfilerReport")],
+    }
+
+
+def _best() -> BestJob:
+    return BestJob.model_validate(load_event("start_training_best_trial")["best"])
+
+
+def test_request_is_exactly_the_agreed_training_job(
+    aws: None, settings: Settings, dataset: Dataset, pipeline_env: Path, stubbed: tuple[SageMakerGateway, Stubber]
+) -> None:
+    gateway, stubber = stubbed
+    code_uri = f"s3://{BUCKET}/{build_bundle(pipeline_env).key('code/')}"
+    stubber.add_response(
+        "create_training_job",
+        {"TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{JOB}"},
+        _expected_request(code_uri),
+    )
+
+    result = start_training.start_training(dataset, _best(), settings, gateway, boto3.client("s3", region_name=REGION))
+
+    assert result == {
+        "job_name": JOB,
+        "rules": [*DEBUGGER_RULES, "ProfilerReport"],
+        "output_uri": OUTPUT,
+        "code_uri": code_uri,
+    }
+
+
+def test_handler_creates_the_job_in_moto_with_hook_and_rules(
+    aws: None, pipeline_env: Path, lambda_context: Any
+) -> None:
+    result = start_training.lambda_handler(load_event("start_training_best_trial"), lambda_context)
+
+    job = boto3.client("sagemaker", region_name=REGION).describe_training_job(TrainingJobName=JOB)
+    assert job["HyperParameters"]["batch_size"] == "64"
+    assert [rule["RuleConfigurationName"] for rule in job["DebugRuleConfigurations"]] == DEBUGGER_RULES
+    assert job["DebugHookConfig"]["HookParameters"] == {"train.save_interval": "100", "eval.save_interval": "10"}
+    assert result["rules"] == [*DEBUGGER_RULES, "ProfilerReport"]
+
+
+def test_with_debugger_and_profiler_off_no_rule_runs(
+    aws: None, monkeypatch: pytest.MonkeyPatch, pipeline_env: Path, lambda_context: Any
+) -> None:
+    monkeypatch.setenv("DEBUGGER_RULES_ENABLED", "false")
+    monkeypatch.setenv("PROFILER_RULES_ENABLED", "false")
+
+    result = start_training.lambda_handler(load_event("start_training_best_trial"), lambda_context)
+
+    job = boto3.client("sagemaker", region_name=REGION).describe_training_job(TrainingJobName=JOB)
+    assert "DebugHookConfig" not in job and "DebugRuleConfigurations" not in job
+    assert result["rules"] == []
+
+
+def test_reuses_the_code_bundle_start_tuning_uploaded(aws: None, pipeline_env: Path, lambda_context: Any) -> None:
+    # GIVEN the bundle already in the bucket, and the handler's own S3 client counting uploads
+    key = build_bundle(pipeline_env).key("code/")
+    boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key=key, Body=build_bundle(pipeline_env).archive)
+    puts: list[str] = []
+    get_client("s3").meta.events.register("provide-client-params.s3.PutObject", lambda params, **_: puts.append("put"))
+
+    result = start_training.lambda_handler(load_event("start_training_best_trial"), lambda_context)
+
+    assert result["code_uri"] == f"s3://{BUCKET}/{key}"
+    assert puts == []
