@@ -8,8 +8,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-
 from conftest import BUCKET, REGION, ROLE_ARN, RULE_IMAGE, TRAINING_IMAGE, load_event
+
 from pipeline import start_training
 from pipeline.common.clients import get_client
 from pipeline.common.config import Settings

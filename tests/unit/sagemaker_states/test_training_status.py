@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-
 from conftest import load_event
+
 from pipeline import start_training, training_status
 from pipeline.common.errors import PollLimitExceeded, TrainingFailed
 from pipeline.common.sagemaker_gateway import SageMakerGateway
@@ -97,7 +97,7 @@ def test_failed_or_stopped_job_raises_training_failed_with_reason_and_logs(
 
     with pytest.raises(
         TrainingFailed,
-        match=rf"{JOB} is {status} \({status}\): AlgorithmError: CUDA out of memory\..*/aws/sagemaker/TrainingJobs/{JOB}",
+        match=rf"{JOB} is {status} \({status}\): {reason}\..*/aws/sagemaker/TrainingJobs/{JOB}",
     ):
         training_status.poll_training_job(FIRST_POLL, 10, gateway)
 
