@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
 import time
 import zipfile
 from typing import Any
@@ -55,3 +56,24 @@ def finished_execution(execution_arn: str, deadline_seconds: float = 30) -> dict
             return description
         time.sleep(0.02)
     raise AssertionError(f"execution {execution_arn} still RUNNING after {deadline_seconds} s")
+
+
+def tarball(files: dict[str, str]) -> bytes:
+    """A gzipped tar holding the given text files at its root (a sourcedir.tar.gz or a model.tar.gz)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def read_tarball(data: bytes) -> dict[str, str]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {
+            member.name: tar.extractfile(member).read().decode()  # type: ignore[union-attr]
+            for member in tar.getmembers()
+            if member.isfile()
+        }
