@@ -292,7 +292,7 @@ def validate_dataset(
     }
 
 
-@logger.inject_lambda_context(correlation_id_path="execution_name")
+@logger.inject_lambda_context(correlation_id_path="execution_name", clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from pipeline import validate_dataset
 from pipeline.common.config import load_settings
 from pipeline.common.errors import DatasetInvalid, DatasetNotFound
 from pipeline.common.observability import logger
+from pipeline.common.s3_ranged_reader import S3RangedReader
 from pipeline.common.zip_inspection import TAIL_BYTES
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -247,6 +248,26 @@ def test_input_naming_no_dataset_is_not_found(
 ) -> None:
     with pytest.raises(DatasetNotFound, match=message):
         validate_dataset.lambda_handler(state_input(execution_input), lambda_context)
+
+
+def test_object_replaced_while_being_read_is_not_mixed_with_its_successor(
+    s3: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an unversioned bucket where a new upload lands between HeadObject and the first ranged GET
+    s3.put_object(Bucket=BUCKET, Key=DATASET_KEY, Body=dataset_zip())
+    open_object = S3RangedReader.open
+
+    def open_then_overwrite(*args: Any) -> S3RangedReader:
+        reader = open_object(*args)
+        s3.put_object(Bucket=BUCKET, Key=DATASET_KEY, Body=dataset_zip(image_bytes=9))
+        return reader
+
+    monkeypatch.setattr(S3RangedReader, "open", open_then_overwrite)
+
+    # THEN the run stops (the new upload has its own run) instead of reading bytes of two objects
+    with pytest.raises(DatasetNotFound, match="was replaced or deleted while it was being validated"):
+        validate_dataset.lambda_handler(state_input(load_event("s3_object_created")), lambda_context)
+    assert keys_under(s3, "validated/") == []
 
 
 def test_invalid_dataset_names_the_object_and_publishes_nothing(s3: Any, lambda_context: Any) -> None:
