@@ -340,7 +340,7 @@ class LocalSageMaker:
         fleet = self.endpoints.fleet(response.current_account, response.region, endpoint_name)
         if fleet is None:
             message = f"Endpoint {endpoint_name} of account {response.current_account} not found."
-            return 400, {"x-amzn-ErrorType": "ValidationError"}, json.dumps({"message": message})
+            return 400, {"status": "400", "x-amzn-ErrorType": "ValidationError"}, json.dumps({"message": message})
         body = response.raw_body if isinstance(response.raw_body, bytes) else str(response.raw_body or "").encode()
         result = fleet.invoke(
             body,
@@ -348,6 +348,7 @@ class LocalSageMaker:
             response.headers.get("Accept") or "application/json",
         )
         if result.status != 200:
-            return 424, {"x-amzn-ErrorType": "ModelError"}, model_error_body(result, endpoint_name)
+            # moto takes the status of a tuple response from its "status" header, not from the tuple.
+            return 424, {"status": "424", "x-amzn-ErrorType": "ModelError"}, model_error_body(result, endpoint_name)
         headers = {"Content-Type": result.content_type, "x-Amzn-Invoked-Production-Variant": result.variant}
         return 200, headers, result.body
