@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import queue
 import subprocess
 import sys
@@ -110,6 +111,7 @@ class EndpointServices:
     health_check_request: tuple[bytes, str] | None
     python: str = sys.executable
     startup_timeout_seconds: float = 180.0
+    base_environment: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     fleets: dict[tuple[str, str, str], Fleet] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -279,7 +281,13 @@ class EndpointHost:
         ]
         with log_path.open("a") as stderr_log:
             process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=stderr_log, stdin=subprocess.DEVNULL, text=True, cwd=code_dir
+                command,
+                stdout=subprocess.PIPE,
+                stderr=stderr_log,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                cwd=code_dir,
+                env={**self.services.base_environment, **environment},
             )
         port = self._wait_ready(process, log_path)
         fleet = Fleet(config_name, variant, process, port, folder)

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,9 @@ class JobServices:
     fallback_code_dirs: tuple[Path, ...]
     python: str = sys.executable
     rule_timeout_seconds: float = 900.0
+    # Taken when the executor is created: an in-process Lambda handler patches os.environ while it runs, and its
+    # variables must not leak into a job that happens to start meanwhile.
+    base_environment: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
 class RuleEvaluationError(Exception):
@@ -323,7 +326,7 @@ class TrainingRun:
             process = subprocess.Popen(
                 command,
                 cwd=self.layout.code_dir,
-                env={**os.environ, **environment},
+                env={**self.services.base_environment, **environment},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -486,7 +489,12 @@ class TrainingRun:
         for folder in (self.layout.code_dir, *self.services.fallback_code_dirs):
             command += ["--code-dir", str(folder)]
         completed = subprocess.run(
-            command, capture_output=True, text=True, timeout=self.services.rule_timeout_seconds, check=False
+            command,
+            capture_output=True,
+            text=True,
+            timeout=self.services.rule_timeout_seconds,
+            check=False,
+            env=dict(self.services.base_environment),
         )
         for line in (completed.stdout + completed.stderr).splitlines():
             self._log(f"[rules] {line}")

@@ -73,8 +73,11 @@ def _upload(key: str, body: bytes) -> str:
     return f"s3://{BUCKET}/{key}"
 
 
-def _source_dir(script: str) -> str:
-    return _upload("code/sourcedir.tar.gz", tarball({"train.py": textwrap.dedent(script)}))
+def _source_dir(script: str, **modules: str) -> str:
+    files = {"train.py": textwrap.dedent(script)} | {
+        f"{name}.py": textwrap.dedent(text) for name, text in modules.items()
+    }
+    return _upload("code/sourcedir.tar.gz", tarball(files))
 
 
 def _encoded(values: dict[str, Any]) -> dict[str, str]:
@@ -103,8 +106,10 @@ def _job_definition(code_uri: str) -> dict[str, Any]:
     }
 
 
-def _create_training_job(name: str, script: str, hyperparameters: dict[str, Any], **extra: Any) -> None:
-    code_uri = _source_dir(script)
+def _create_training_job(
+    name: str, script: str, hyperparameters: dict[str, Any], modules: dict[str, str] | None = None, **extra: Any
+) -> None:
+    code_uri = _source_dir(script, **(modules or {}))
     static = _encoded({"sagemaker_program": "train.py", "sagemaker_submit_directory": code_uri})
     boto3.client("sagemaker", region_name=REGION).create_training_job(
         TrainingJobName=name,
@@ -315,6 +320,72 @@ def test_rules_without_tensors_end_in_error(executor: LocalSageMaker, rule_evalu
     assert status["RuleEvaluationStatus"] == "Error"
     assert "No Debugger tensors" in status["StatusDetails"]
     assert rule_evaluator.calls == []
+
+
+DEBUG_RULES_MODULE = """
+    import json, pathlib
+
+    def evaluate_rules(trial_dir, rule_names):
+        hook = json.loads((pathlib.Path(trial_dir) / "collections.json").read_text())
+        return {
+            name: {"status": "IssuesFound", "details": f"saw {hook['HookParameters']['train.save_interval']}"}
+            for name in rule_names
+        }
+"""
+
+
+def test_without_injected_evaluator_the_jobs_debug_rules_run_in_a_subprocess(tmp_path: Path) -> None:
+    # GIVEN an executor with no rule evaluator and a job whose source folder has its own debug_rules.py
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    _upload("validated/dogs.zip", b"zip-bytes")
+    with LocalSageMaker(tmp_path / "work", training_code_dir=None) as local:
+        _create_training_job(
+            "train-subprocess-rules",
+            SUCCEEDING_SCRIPT,
+            {"epochs": 1},
+            modules={"debug_rules": DEBUG_RULES_MODULE},
+            DebugHookConfig={
+                "S3OutputPath": f"s3://{BUCKET}/jobs/run-1",
+                "HookParameters": {"train.save_interval": "7"},
+            },
+            DebugRuleConfigurations=DEBUG_RULES[:1],
+        )
+        local.wait_idle(60)
+    # THEN that module's evaluate_rules judged the trial downloaded from S3
+    (status,) = _describe("train-subprocess-rules")["DebugRuleEvaluationStatuses"]
+    assert status["RuleEvaluationStatus"] == "IssuesFound"
+    assert status["StatusDetails"] == "saw 7"
+    report = json.loads(
+        _object("jobs/run-1/train-subprocess-rules/rule-output/LossNotDecreasing/local-evaluation.json")
+    )
+    assert report["status"] == "IssuesFound"
+
+
+WAITING_SCRIPT = """
+    import time
+    print("waiting to be stopped", flush=True)
+    while True:
+        time.sleep(0.1)
+"""
+
+
+def test_stop_training_job_ends_the_running_script(tmp_path: Path) -> None:
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    _upload("validated/dogs.zip", b"zip-bytes")
+    started = threading.Event()
+
+    def watch(job: str, line: str) -> None:
+        if line == "waiting to be stopped":
+            started.set()
+
+    with LocalSageMaker(tmp_path / "work", log=watch) as local:
+        _create_training_job("train-forever", WAITING_SCRIPT, {})
+        assert started.wait(60)
+        boto3.client("sagemaker", region_name=REGION).stop_training_job(TrainingJobName="train-forever")
+        local.wait_idle(60)
+    stopped = _describe("train-forever")
+    assert stopped["TrainingJobStatus"] == "Stopped"
+    assert stopped["SecondaryStatus"] == "Stopped"
 
 
 # --- tuning --------------------------------------------------------------------------------------------------
