@@ -174,7 +174,7 @@ class EndpointHost:
         name = endpoint.endpoint_name
         try:
             fleet = self._start_fleet(backend, name, endpoint.endpoint_config_name)
-        except EndpointUnhealthy as error:
+        except Exception as error:  # any failure leaves the endpoint Failed, never stuck in Creating
             endpoint.failure_reason = str(error)[:1024]
             endpoint.endpoint_status = "Failed"
             endpoint.last_modified_time = utcnow()
@@ -198,10 +198,15 @@ class EndpointHost:
         name = endpoint.endpoint_name
         try:
             green = self._start_fleet(backend, name, config_name)
-        except EndpointUnhealthy as error:
+        except Exception as error:  # any failure rolls back, never leaves the endpoint stuck in Updating
             self._roll_back(endpoint, config_name, f"the new fleet failed its health check: {error}")
             return
-        alarm = self._alarm_in_alarm_state(backend, deployment_config)
+        try:
+            alarm = self._alarm_in_alarm_state(backend, deployment_config)
+        except Exception as error:
+            green.stop()
+            self._roll_back(endpoint, config_name, f"the rollback alarms could not be read: {error}")
+            return
         if alarm is not None:
             green.stop()
             self._roll_back(endpoint, config_name, f"rollback alarm {alarm} is in ALARM")
@@ -293,9 +298,9 @@ class EndpointHost:
         fleet = Fleet(config_name, variant, process, port, folder)
         try:
             self._health_check(fleet)
-        except EndpointUnhealthy:
+        except Exception as error:
             fleet.stop()
-            raise
+            raise EndpointUnhealthy(str(error)) from error
         return fleet
 
     def _code_dir(self, s3: Any, submit_directory: str | None, model_dir: Path, folder: Path) -> Path:

@@ -22,8 +22,6 @@ from moto.sagemaker.models import HyperParameterTuningJob, SageMakerModelBackend
 from offline.local_sagemaker.progress import ProgressEvent
 from offline.local_sagemaker.training import JobServices, TrainingRun
 
-TrainingRunFactory = Callable[..., TrainingRun]
-
 
 def _log_uniform(rng: random.Random, low: float, high: float) -> float:
     return math.exp(rng.uniform(math.log(low), math.log(high)))
@@ -130,6 +128,13 @@ class TuningRun:
             self._current.stop()
 
     def run(self) -> None:
+        try:
+            self._run_trials()
+        except Exception as error:  # never leave the tuning job InProgress for a poll loop to wait on forever
+            self._finish("Failed", f"InternalServerError: local tuner: {type(error).__name__}: {error}"[:1024])
+            raise
+
+    def _run_trials(self) -> None:
         config = self.request["HyperParameterTuningJobConfig"]
         definition = self.request.get("TrainingJobDefinition")
         if definition is None:
