@@ -9,6 +9,7 @@ the Debugger and Profiler rules as separate work, as SageMaker's rule jobs do af
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import json
 import logging
@@ -48,6 +49,8 @@ RULE_RUNNER = Path(__file__).with_name("rule_runner.py")
 RULE_STATUSES = ("NoIssuesFound", "IssuesFound", "Error")
 STATUS_DETAILS_LIMIT = 1024
 STDERR_TAIL_LINES = 12
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+LOG_EVENTS_PER_CALL = 5000
 PROFILER_REPORT_NOTE = (
     "Reported, not evaluated, locally: SageMaker's profiler rules (ProfilerReport) run only in its rule "
     "container, and no profiling data is collected on this machine, so there was nothing to analyse."
@@ -123,7 +126,9 @@ class TrainingRun:
         self._process_lock = threading.Lock()
         self._log_lock = threading.Lock()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._log_events: list[dict[str, Any]] = []
         self._started = time.monotonic()
+        self._created_at = int(time.time())
 
     @property
     def name(self) -> str:
@@ -195,7 +200,24 @@ class TrainingRun:
     def _log(self, line: str) -> None:
         with self._log_lock, self.log_file.open("a", encoding="utf-8") as log:
             log.write(line + "\n")
+            self._log_events.append({"timestamp": int(time.time() * 1000), "message": line or " "})
         self.services.log(self.name, line)
+
+    def _publish_logs(self) -> None:
+        """Copy the job's log to CloudWatch Logs where SageMaker writes it (``/aws/sagemaker/TrainingJobs``)."""
+        logs = boto3.client("logs", region_name=self.job.arn.split(":")[3])
+        stream = f"{self.name}/algo-1-{self._created_at}"
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+            logs.create_log_group(logGroupName=TRAINING_LOG_GROUP)
+        logs.create_log_stream(logGroupName=TRAINING_LOG_GROUP, logStreamName=stream)
+        with self._log_lock:
+            events = list(self._log_events)
+        for start in range(0, len(events), LOG_EVENTS_PER_CALL):
+            logs.put_log_events(
+                logGroupName=TRAINING_LOG_GROUP,
+                logStreamName=stream,
+                logEvents=events[start : start + LOG_EVENTS_PER_CALL],
+            )
 
     # --- the run ---------------------------------------------------------------------------------------------
 
@@ -224,6 +246,10 @@ class TrainingRun:
             self._upload_tensors(s3)
         except Exception:
             logger.exception("could not upload the Debugger tensors of %s", self.name)
+        try:
+            self._publish_logs()
+        except Exception:
+            logger.exception("could not copy the log of %s to CloudWatch Logs", self.name)
         self._evaluate_rules(s3)
 
     def _run_training(self, s3: Any) -> None:

@@ -213,6 +213,17 @@ def test_metric_lines_reach_the_progress_callback_with_epoch(
     assert [(e.epoch, dict(e.metrics)["train:loss"]) for e in metric_events] == [(1, 1.0), (2, 0.5)]
     assert [e.status for e in events if e.kind == "status"] == ["InProgress", "Completed"]
     assert "epoch=2 train_loss=0.5000" in (executor.training_runs["train-progress"].log_file.read_text())
+    logs = boto3.client("logs", region_name=REGION)
+    (stream,) = logs.describe_log_streams(
+        logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix="train-progress/"
+    )["logStreams"]
+    messages = [
+        e["message"]
+        for e in logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream["logStreamName"])[
+            "events"
+        ]
+    ]
+    assert "epoch=2 train_loss=0.5000 valid_accuracy=0.020000" in messages
 
 
 def test_failing_script_fails_with_the_end_of_stderr_as_reason(executor: LocalSageMaker) -> None:
