@@ -146,8 +146,9 @@ def container_environment(
         "SM_HOSTS": json.dumps([CURRENT_HOST]),
         "SM_NUM_GPUS": "0",
         "SM_NUM_CPUS": str(os.cpu_count() or 1),
+        # TRAINING_JOB_NAME is left out on purpose: it makes smdebug skip its end-of-training marker, which on
+        # SageMaker the platform replaces by telling the rule jobs; locally the rules need the marker.
         "SM_TRAINING_JOB_NAME": job_name,
-        "TRAINING_JOB_NAME": job_name,
         "SM_CHECKPOINT_DIR": str(layout.checkpoint_dir),
         "PYTHONUNBUFFERED": "1",
     }

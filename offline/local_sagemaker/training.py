@@ -49,6 +49,7 @@ RULE_RUNNER = Path(__file__).with_name("rule_runner.py")
 RULE_STATUSES = ("NoIssuesFound", "IssuesFound", "Error")
 STATUS_DETAILS_LIMIT = 1024
 STDERR_TAIL_LINES = 12
+END_OF_TRAINING_MARKER = "training_job_end.ts"  # smdebug.core.access_layer.utils.END_OF_JOB_FILENAME
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 LOG_EVENTS_PER_CALL = 5000
 PROFILER_REPORT_NOTE = (
@@ -472,6 +473,8 @@ class TrainingRun:
         except s3io.S3InputMissing:
             details = f"No Debugger tensors under {uri}: the training script saved none."
             return {name: ("Error", details) for name in names}
+        # The training has ended for certain now; smdebug's rule loop waits for more steps until it sees this marker.
+        (trial_dir / END_OF_TRAINING_MARKER).touch()
         self._log(f"evaluating rules {sorted(set(names.values()))} on {uri}")
         try:
             results = (self.services.rule_evaluator or self._evaluate_in_subprocess)(
