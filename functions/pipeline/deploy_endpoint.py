@@ -26,16 +26,22 @@ from pipeline.common.sagemaker_requests import endpoint_config_request, model_re
 from pipeline.common.state_models import Dataset, Training
 
 
-def find_endpoint(sagemaker: SageMakerGateway, endpoint_name: str) -> dict[str, Any] | None:
-    """DescribeEndpoint of ``endpoint_name`` if it exists; listing tells absence apart without parsing errors."""
-    request: dict[str, Any] = {"NameContains": endpoint_name, "MaxResults": 100}
+def _exists(sagemaker: SageMakerGateway, list_operation: str, items_key: str, name_key: str, name: str) -> bool:
+    """Whether a resource of that exact name exists; listing tells absence apart without parsing error messages."""
+    request: dict[str, Any] = {"NameContains": name, "MaxResults": 100}
     while True:
-        page = sagemaker.call("list_endpoints", **request)
-        if any(summary["EndpointName"] == endpoint_name for summary in page.get("Endpoints", [])):
-            return sagemaker.call("describe_endpoint", EndpointName=endpoint_name)
+        page = sagemaker.call(list_operation, **request)
+        if any(item[name_key] == name for item in page.get(items_key, [])):
+            return True
         if not page.get("NextToken"):
-            return None
+            return False
         request["NextToken"] = page["NextToken"]
+
+
+def find_endpoint(sagemaker: SageMakerGateway, endpoint_name: str) -> dict[str, Any] | None:
+    if not _exists(sagemaker, "list_endpoints", "Endpoints", "EndpointName", endpoint_name):
+        return None
+    return sagemaker.call("describe_endpoint", EndpointName=endpoint_name)
 
 
 def model_artifact(sagemaker: SageMakerGateway, job_name: str) -> str:
@@ -46,6 +52,12 @@ def model_artifact(sagemaker: SageMakerGateway, job_name: str) -> str:
             f"training job {job_name} is {description['TrainingJobStatus']} with no model artifact; nothing to deploy."
         )
     return str(artifact)
+
+
+def _requested_earlier(endpoint: dict[str, Any], endpoint_config: str) -> bool:
+    """Whether an earlier attempt of this state already sent the endpoint to ``endpoint_config``."""
+    pending = endpoint.get("PendingDeploymentSummary", {}).get("EndpointConfigName")
+    return endpoint_config in {endpoint.get("EndpointConfigName"), pending}
 
 
 @tracer.capture_method
@@ -59,21 +71,30 @@ def deploy_endpoint(
         settings.rollback_alarms,
     )
     endpoint_name = settings.endpoint_name
+    model = names.model_name(dataset.run_id)
+    endpoint_config = names.endpoint_config_name(dataset.run_id)
     existing = find_endpoint(sagemaker, endpoint_name)
-    if existing is not None and existing["EndpointStatus"] != "InService":
+    resumed = existing is not None and _requested_earlier(existing, endpoint_config)
+    if existing is not None and not resumed and existing["EndpointStatus"] != "InService":
         raise DeploymentFailed(
             f"endpoint {endpoint_name} is {existing['EndpointStatus']} (config {existing.get('EndpointConfigName')}), "
             "so it was left untouched and nothing was created. Wait until it is InService (or delete it if it is "
             "Failed) and start the run again."
         )
     artifact = model_artifact(sagemaker, training.job_name)
-    model = names.model_name(dataset.run_id)
-    endpoint_config = names.endpoint_config_name(dataset.run_id)
-    sagemaker.call("create_model", **model_request(settings, dataset, model, artifact, sagemaker.region))
-    sagemaker.call("create_endpoint_config", **endpoint_config_request(settings, dataset, endpoint_config, model))
+    # Names are per run, so an existing model or config was made by an earlier attempt of this same state.
+    if not _exists(sagemaker, "list_models", "Models", "ModelName", model):
+        sagemaker.call("create_model", **model_request(settings, dataset, model, artifact, sagemaker.region))
+    if not _exists(sagemaker, "list_endpoint_configs", "EndpointConfigs", "EndpointConfigName", endpoint_config):
+        sagemaker.call("create_endpoint_config", **endpoint_config_request(settings, dataset, endpoint_config, model))
     if existing is None:
         sagemaker.call("create_endpoint", EndpointName=endpoint_name, EndpointConfigName=endpoint_config)
         action, previous = "create", None
+    elif resumed:
+        logger.info("deployment was already requested by an earlier attempt", extra={"endpoint": endpoint_name})
+        action = "create" if existing["EndpointStatus"] == "Creating" else "update"
+        serving = existing["EndpointConfigName"]
+        previous = None if serving == endpoint_config else serving
     else:
         sagemaker.call(
             "update_endpoint",

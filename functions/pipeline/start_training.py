@@ -10,12 +10,13 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 
 from pipeline.common import names
 from pipeline.common.clients import get_client
 from pipeline.common.config import Settings, load_settings
 from pipeline.common.observability import logger, metrics, tracer
-from pipeline.common.sagemaker_gateway import SageMakerGateway, sagemaker_gateway
+from pipeline.common.sagemaker_gateway import SageMakerGateway, error_code, sagemaker_gateway, training_channel_uri
 from pipeline.common.sagemaker_requests import enabled_rules, job_output_uri, training_job_request
 from pipeline.common.state_models import BestJob, Dataset
 from pipeline.common.training_code_bundle import ensure_uploaded
@@ -29,7 +30,13 @@ def start_training(
     code_uri = ensure_uploaded(s3, settings.bucket, settings.code_prefix, settings.training_code_dir)
     job_name = names.training_job_name(dataset.run_id)
     request = training_job_request(settings, dataset, best, job_name, code_uri, sagemaker.region)
-    sagemaker.call("create_training_job", **request)
+    try:
+        sagemaker.call("create_training_job", **request)
+    except ClientError as error:
+        # A Lambda retry after a timeout finds the job its first attempt created: same name, same dataset.
+        if error_code(error) != "ResourceInUse" or not _is_same_job(sagemaker, job_name, dataset):
+            raise
+        logger.info("training job was already created by an earlier attempt", extra={"job_name": job_name})
     rules = enabled_rules(settings)
     logger.info(
         "training job created", extra={"job_name": job_name, "rules": rules, "from_trial": best.training_job_name}
@@ -40,6 +47,11 @@ def start_training(
         "output_uri": job_output_uri(settings, dataset.run_id),
         "code_uri": code_uri,
     }
+
+
+def _is_same_job(sagemaker: SageMakerGateway, job_name: str, dataset: Dataset) -> bool:
+    existing = sagemaker.call("describe_training_job", TrainingJobName=job_name)
+    return training_channel_uri(existing) == dataset.validated_uri
 
 
 @logger.inject_lambda_context(correlation_id_path="execution_name")

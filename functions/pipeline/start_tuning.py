@@ -10,12 +10,13 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 
 from pipeline.common import names
 from pipeline.common.clients import get_client
 from pipeline.common.config import Settings, load_settings
 from pipeline.common.observability import logger, metrics, tracer
-from pipeline.common.sagemaker_gateway import SageMakerGateway, sagemaker_gateway
+from pipeline.common.sagemaker_gateway import SageMakerGateway, error_code, sagemaker_gateway, training_channel_uri
 from pipeline.common.sagemaker_requests import job_output_uri, tuning_job_request
 from pipeline.common.state_models import Dataset
 from pipeline.common.training_code_bundle import ensure_uploaded
@@ -26,14 +27,25 @@ def start_tuning(dataset: Dataset, settings: Settings, sagemaker: SageMakerGatew
     code_uri = ensure_uploaded(s3, settings.bucket, settings.code_prefix, settings.training_code_dir)
     job_name = names.tuning_job_name(dataset.run_id)
     request = tuning_job_request(settings, dataset, job_name, code_uri, sagemaker.region)
-    sagemaker.call("create_hyper_parameter_tuning_job", **request)
-    logger.info("tuning job created", extra={"job_name": job_name, "code_uri": code_uri})
+    try:
+        sagemaker.call("create_hyper_parameter_tuning_job", **request)
+    except ClientError as error:
+        # A Lambda retry after a timeout finds the job its first attempt created: same name, same dataset.
+        if error_code(error) != "ResourceInUse" or not _is_same_job(sagemaker, job_name, dataset):
+            raise
+        logger.info("tuning job was already created by an earlier attempt", extra={"job_name": job_name})
+    logger.info("tuning job running", extra={"job_name": job_name, "code_uri": code_uri})
     return {
         "job_name": job_name,
         "code_uri": code_uri,
         "output_uri": job_output_uri(settings, dataset.run_id),
         "max_jobs": settings.max_tuning_jobs,
     }
+
+
+def _is_same_job(sagemaker: SageMakerGateway, job_name: str, dataset: Dataset) -> bool:
+    existing = sagemaker.call("describe_hyper_parameter_tuning_job", HyperParameterTuningJobName=job_name)
+    return training_channel_uri(existing) == dataset.validated_uri
 
 
 @logger.inject_lambda_context(correlation_id_path="execution_name")

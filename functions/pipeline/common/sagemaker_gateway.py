@@ -38,9 +38,19 @@ _NETWORK_ERRORS = (EndpointConnectionError, ConnectionClosedError, ConnectTimeou
 
 
 def is_transient(error: ClientError) -> bool:
-    code = error.response.get("Error", {}).get("Code", "")
+    code = error_code(error)
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     return code in TRANSIENT_ERROR_CODES or status >= 500
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def training_channel_uri(job: dict[str, Any]) -> str | None:
+    """The S3 URI of a described job's first input channel (training job or tuning job definition)."""
+    channels = job.get("InputDataConfig") or job.get("TrainingJobDefinition", {}).get("InputDataConfig", [])
+    return channels[0]["DataSource"]["S3DataSource"]["S3Uri"] if channels else None
 
 
 class SageMakerGateway:

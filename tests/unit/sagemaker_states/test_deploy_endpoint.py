@@ -48,6 +48,11 @@ def _serve_old_model() -> None:
     sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=OLD)
 
 
+def _expect_absent(stubber: Stubber, operation: str, name: str) -> None:
+    items = "Models" if operation == "list_models" else "EndpointConfigs"
+    stubber.add_response(operation, {items: []}, {"NameContains": name, "MaxResults": 100})
+
+
 def _model_names() -> list[str]:
     return [model["ModelName"] for model in boto3.client("sagemaker", region_name=REGION).list_models()["Models"]]
 
@@ -175,6 +180,7 @@ def test_update_requests_are_exactly_the_agreed_ones(
         },
         {"TrainingJobName": JOB},
     )
+    _expect_absent(stubber, "list_models", NEW)
     stubber.add_response(
         "create_model",
         {"ModelArn": f"arn:aws:sagemaker:us-east-1:123456789012:model/{NEW}"},
@@ -194,6 +200,7 @@ def test_update_requests_are_exactly_the_agreed_ones(
             "Tags": TAGS,
         },
     )
+    _expect_absent(stubber, "list_endpoint_configs", NEW)
     stubber.add_response(
         "create_endpoint_config",
         {"EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/{NEW}"},
@@ -239,3 +246,100 @@ def test_update_requests_are_exactly_the_agreed_ones(
     )
 
     assert result["deployment_config"]["strategy"] == "CANARY"
+
+
+def test_retry_after_the_update_was_sent_resumes_without_touching_anything(
+    settings: Settings, stubbed: tuple[SageMakerGateway, Stubber]
+) -> None:
+    # GIVEN an earlier attempt already created model and config and started the update (Lambda then timed out)
+    gateway, stubber = stubbed
+    now = datetime(2025, 11, 25, 4, 0)
+    stubber.add_response(
+        "list_endpoints",
+        {
+            "Endpoints": [
+                {
+                    "EndpointName": ENDPOINT,
+                    "EndpointArn": ENDPOINT_ARN,
+                    "CreationTime": now,
+                    "LastModifiedTime": now,
+                    "EndpointStatus": "Updating",
+                }
+            ]
+        },
+        {"NameContains": ENDPOINT, "MaxResults": 100},
+    )
+    stubber.add_response(
+        "describe_endpoint",
+        {
+            "EndpointName": ENDPOINT,
+            "EndpointArn": ENDPOINT_ARN,
+            "EndpointConfigName": OLD,
+            "EndpointStatus": "Updating",
+            "CreationTime": now,
+            "LastModifiedTime": now,
+            "PendingDeploymentSummary": {"EndpointConfigName": NEW},
+        },
+        {"EndpointName": ENDPOINT},
+    )
+    stubber.add_response(
+        "describe_training_job",
+        {
+            "TrainingJobName": JOB,
+            "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{JOB}",
+            "TrainingJobStatus": "Completed",
+            "SecondaryStatus": "Completed",
+            "ModelArtifacts": {"S3ModelArtifacts": ARTIFACT},
+            "AlgorithmSpecification": {"TrainingInputMode": "File"},
+            "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 14400},
+            "CreationTime": now,
+        },
+        {"TrainingJobName": JOB},
+    )
+    stubber.add_response(
+        "list_models",
+        {
+            "Models": [
+                {
+                    "ModelName": NEW,
+                    "ModelArn": f"arn:aws:sagemaker:us-east-1:123456789012:model/{NEW}",
+                    "CreationTime": now,
+                }
+            ]
+        },
+        {"NameContains": NEW, "MaxResults": 100},
+    )
+    stubber.add_response(
+        "list_endpoint_configs",
+        {
+            "EndpointConfigs": [
+                {
+                    "EndpointConfigName": NEW,
+                    "CreationTime": now,
+                    "EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/{NEW}",
+                }
+            ]
+        },
+        {"NameContains": NEW, "MaxResults": 100},
+    )
+    event = load_event("deploy_endpoint_after_rules")
+
+    # WHEN the state runs again (no create or update call is scripted: any would fail the stub)
+    result = deploy_endpoint.deploy_endpoint(
+        Dataset.model_validate(event["dataset"]), Training.model_validate(event["training"]), settings, gateway
+    )
+
+    # THEN the poll loop gets what it needs to detect a rollback
+    assert (result["action"], result["previous_endpoint_config"], result["endpoint_config"]) == ("update", OLD, NEW)
+
+
+def test_job_without_a_model_artifact_is_not_deployed(
+    trained: None, sagemaker_backend: Any, lambda_context: Any
+) -> None:
+    sagemaker_backend.training_jobs[JOB].training_job_status = "Failed"
+
+    with pytest.raises(DeploymentFailed, match=f"training job {JOB} is Failed with no model artifact"):
+        deploy_endpoint.lambda_handler(load_event("deploy_endpoint_after_rules"), lambda_context)
+
+    assert _model_names() == []

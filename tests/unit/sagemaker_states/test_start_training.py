@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from conftest import BUCKET, REGION, ROLE_ARN, RULE_IMAGE, TRAINING_IMAGE, load_event
 
@@ -149,3 +151,44 @@ def test_reuses_the_code_bundle_start_tuning_uploaded(aws: None, pipeline_env: P
 
     assert result["code_uri"] == f"s3://{BUCKET}/{key}"
     assert puts == []
+
+
+@pytest.mark.parametrize(
+    ("channel", "resumes"),
+    [("s3://dog-data/validated/3f9a1c0d7e2b/dataset.zip", True), ("s3://dog-data/validated/other/dataset.zip", False)],
+)
+def test_name_in_use_resumes_only_for_the_same_dataset(
+    aws: None,
+    settings: Settings,
+    dataset: Dataset,
+    stubbed: tuple[SageMakerGateway, Stubber],
+    channel: str,
+    resumes: bool,
+) -> None:
+    gateway, stubber = stubbed
+    stubber.add_client_error("create_training_job", "ResourceInUse", http_status_code=400)
+    existing = _expected_request("s3://dog-data/code/x/sourcedir.tar.gz")
+    existing["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = channel
+    stubber.add_response(
+        "describe_training_job",
+        {
+            "TrainingJobName": JOB,
+            "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{JOB}",
+            "TrainingJobStatus": "InProgress",
+            "SecondaryStatus": "Starting",
+            "AlgorithmSpecification": {"TrainingInputMode": "File"},
+            "InputDataConfig": existing["InputDataConfig"],
+            "ResourceConfig": existing["ResourceConfig"],
+            "StoppingCondition": existing["StoppingCondition"],
+            "CreationTime": datetime(2025, 11, 25, 2, 0),
+            "ModelArtifacts": {"S3ModelArtifacts": ""},
+        },
+        {"TrainingJobName": JOB},
+    )
+    s3 = boto3.client("s3", region_name=REGION)
+
+    if resumes:
+        assert start_training.start_training(dataset, _best(), settings, gateway, s3)["job_name"] == JOB
+    else:
+        with pytest.raises(ClientError, match="ResourceInUse"):
+            start_training.start_training(dataset, _best(), settings, gateway, s3)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from conftest import BUCKET, REGION, ROLE_ARN, TRAINING_IMAGE, load_event
 
@@ -142,4 +144,51 @@ def test_throttled_create_is_raised_as_retryable(
     stubber.add_client_error("create_hyper_parameter_tuning_job", "ThrottlingException", http_status_code=400)
 
     with pytest.raises(SageMakerThrottled):
+        start_tuning.start_tuning(dataset, settings, gateway, boto3.client("s3", region_name=REGION))
+
+
+def _existing_job(validated_uri: str) -> dict[str, Any]:
+    definition = _expected_request("s3://dog-data/code/x/sourcedir.tar.gz")["TrainingJobDefinition"]
+    definition["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = validated_uri
+    return {
+        "HyperParameterTuningJobName": JOB,
+        "HyperParameterTuningJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/{JOB}",
+        "HyperParameterTuningJobConfig": _expected_request("x")["HyperParameterTuningJobConfig"],
+        "TrainingJobDefinition": definition,
+        "HyperParameterTuningJobStatus": "InProgress",
+        "CreationTime": datetime(2025, 11, 25, 1, 54),
+        "TrainingJobStatusCounters": {},
+        "ObjectiveStatusCounters": {},
+    }
+
+
+def test_retry_finding_its_own_job_carries_on(
+    aws: None, settings: Settings, dataset: Dataset, stubbed: tuple[SageMakerGateway, Stubber]
+) -> None:
+    # GIVEN the job already exists because an earlier attempt of this state created it
+    gateway, stubber = stubbed
+    stubber.add_client_error("create_hyper_parameter_tuning_job", "ResourceInUse", http_status_code=400)
+    stubber.add_response(
+        "describe_hyper_parameter_tuning_job",
+        _existing_job(dataset.validated_uri),
+        {"HyperParameterTuningJobName": JOB},
+    )
+
+    result = start_tuning.start_tuning(dataset, settings, gateway, boto3.client("s3", region_name=REGION))
+
+    assert result["job_name"] == JOB
+
+
+def test_name_taken_by_a_job_on_other_data_is_an_error(
+    aws: None, settings: Settings, dataset: Dataset, stubbed: tuple[SageMakerGateway, Stubber]
+) -> None:
+    gateway, stubber = stubbed
+    stubber.add_client_error("create_hyper_parameter_tuning_job", "ResourceInUse", http_status_code=400)
+    stubber.add_response(
+        "describe_hyper_parameter_tuning_job",
+        _existing_job("s3://dog-data/validated/other/dataset.zip"),
+        {"HyperParameterTuningJobName": JOB},
+    )
+
+    with pytest.raises(ClientError, match="ResourceInUse"):
         start_tuning.start_tuning(dataset, settings, gateway, boto3.client("s3", region_name=REGION))

@@ -139,3 +139,12 @@ def test_handler_reads_moto_job_and_rule_statuses(
 
     assert (result["status"], result["done"], result["rules_running"], result["polls"]) == ("Completed", False, True, 2)
     assert result["rules"]["ProfilerReport"] == "InProgress"
+
+
+def test_poll_bound_says_so_when_the_job_could_not_be_stopped(stubbed: tuple[SageMakerGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    _expect(stubber, _description("InProgress", "Training", "InProgress", "InProgress"))
+    stubber.add_client_error("stop_training_job", "ValidationException", http_status_code=400)
+
+    with pytest.raises(PollLimitExceeded, match=r"stopping it failed \(ValidationException\), stop it by hand"):
+        training_status.poll_training_job(_after({"polls": 2}), 2, gateway)

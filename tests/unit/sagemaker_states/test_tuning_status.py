@@ -139,3 +139,12 @@ def test_handler_raises_tuning_failed_for_a_failed_job_in_moto(
 
     with pytest.raises(TuningFailed, match="is Failed: No training job succeeded"):
         tuning_status.lambda_handler(load_event("tuning_status_later_poll"), lambda_context)
+
+
+def test_poll_bound_says_so_when_the_job_could_not_be_stopped(stubbed: tuple[SageMakerGateway, Stubber]) -> None:
+    gateway, stubber = stubbed
+    _expect_describe(stubber, _description("InProgress", 1, 2))
+    stubber.add_client_error("stop_hyper_parameter_tuning_job", "ValidationException", http_status_code=400)
+
+    with pytest.raises(PollLimitExceeded, match=r"stopping it failed \(ValidationException\), stop it by hand"):
+        tuning_status.poll_tuning_job(_after({"polls": 3}), 3, gateway)
