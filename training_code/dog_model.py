@@ -1,13 +1,39 @@
 """The classifier: torchvision ResNet18 with a head sized to the dataset's classes.
 
-Shared by hpo.py, train_model.py and inference.py (copied into the model artifact's code/ folder).
+Shared by hpo.py, train_model.py and inference.py (copied into the model artifact's code/ folder), so the
+inference side needs nothing but ``build_model`` and ``load_state``; the rest (initial weights, freezing,
+backbone features) is for training.
+
+Initial weights: ImageNet ``ResNet18_Weights.DEFAULT`` when they can be had — from the torch hub cache, or
+downloaded with every socket operation bounded by a timeout so an offline machine never hangs — otherwise an
+explicit fallback (random init, or a weights file) announced in the log.
+
+What is trained (``trainable``):
+- ``fc``: backbone frozen in eval mode, only the head learns. With ImageNet weights this is the best accuracy per
+  GPU-minute for dog breeds: ImageNet holds ~120 dog breeds, so its ResNet18 features already separate them and
+  a linear head gets close to a full finetune, while the backbone runs once per image (features are cached) instead
+  of once per image per epoch, with no backward pass at all.
+- ``layer4``: the last stage and the head learn; stem to layer3 frozen in eval mode. A middle ground when the
+  linear head plateaus.
+- ``all``: full finetune. The only sensible choice from random weights, whose frozen features are noise.
+``auto`` picks ``fc`` with ImageNet weights and ``all`` without.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+from pathlib import Path
+
 import torch
 from torch import nn
-from torchvision.models import resnet18
+from torchvision.models import ResNet18_Weights, resnet18
+
+logger = logging.getLogger(__name__)
+
+TRAINABLE_CHOICES = ("auto", "fc", "layer4", "all")
+_FROZEN_STEM = ("conv1", "bn1", "layer1", "layer2", "layer3")
 
 
 def build_model(num_classes: int) -> nn.Module:
@@ -20,3 +46,109 @@ def build_model(num_classes: int) -> nn.Module:
 def load_state(model: nn.Module, path: str) -> nn.Module:
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model
+
+
+def imagenet_weights_cache_path() -> Path:
+    """Where torchvision keeps ``ResNet18_Weights.DEFAULT`` once downloaded."""
+    filename = os.path.basename(ResNet18_Weights.DEFAULT.url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def _download_imagenet_weights(timeout_s: float) -> Path | None:
+    target = imagenet_weights_cache_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    previous_timeout = socket.getdefaulttimeout()
+    # torch.hub's urlopen takes no timeout: the process-wide default bounds every connect and read.
+    socket.setdefaulttimeout(timeout_s)
+    try:
+        torch.hub.download_url_to_file(ResNet18_Weights.DEFAULT.url, str(target), progress=False)
+    except Exception as error:  # no network, DNS failure, timeout, HTTP error: all mean "not available"
+        logger.warning("could not download ImageNet weights (%s: %s)", type(error).__name__, error)
+        return None
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+    return target
+
+
+def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    # Accept our own training checkpoints as well as plain state_dicts.
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    return state
+
+
+def _load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load every tensor whose name and shape match; a head of another class count stays random."""
+    own = model.state_dict()
+    matching = {name: value for name, value in state.items() if name in own and own[name].shape == value.shape}
+    skipped = sorted(set(own) - set(matching))
+    if not any(name.startswith("layer") for name in matching):
+        raise ValueError(f"{source} holds no ResNet18 backbone tensors; is it a ResNet18 state_dict?")
+    model.load_state_dict(matching, strict=False)
+    if skipped:
+        logger.info("initial weights from %s; left at random init: %s", source, ", ".join(skipped))
+
+
+def load_initial_weights(model: nn.Module, weights: str, *, download_timeout_s: float = 30.0) -> str:
+    """Put initial weights into ``model``; returns what was used: "imagenet", "random" or the file path.
+
+    ``weights``: "auto" (ImageNet if cached or downloadable, else random, said in the log), "imagenet" (fail if
+    not available), "random", or a path to a ResNet18 state_dict or one of our checkpoints.
+    """
+    if weights == "random":
+        logger.info("initial weights: random init (asked for)")
+        return "random"
+    if weights not in ("auto", "imagenet"):
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file {path} does not exist")
+        _load_matching(model, _state_dict_from_file(path), str(path))
+        return str(path)
+    cached = imagenet_weights_cache_path()
+    if cached.is_file():
+        source = cached
+    else:
+        logger.info("ImageNet weights not cached at %s; trying to download them", cached)
+        source = _download_imagenet_weights(download_timeout_s) if download_timeout_s > 0 else None
+    if source is None:
+        if weights == "imagenet":
+            raise RuntimeError(f"ImageNet weights asked for but not available (not cached at {cached}, no download)")
+        logger.warning(
+            "ImageNet weights unavailable: FALLING BACK TO RANDOM INIT (put %s in place or pass --weights FILE)", cached
+        )
+        return "random"
+    _load_matching(model, _state_dict_from_file(source), f"ImageNet weights {source}")
+    return "imagenet"
+
+
+def resolve_trainable(trainable: str, initial_weights: str) -> str:
+    if trainable not in TRAINABLE_CHOICES:
+        raise ValueError(f"trainable must be one of {TRAINABLE_CHOICES}, got {trainable!r}")
+    if trainable != "auto":
+        return trainable
+    return "all" if initial_weights == "random" else "fc"
+
+
+def frozen_modules(model: nn.Module, trainable: str) -> list[nn.Module]:
+    """The submodules that do not learn under ``trainable`` ("fc", "layer4" or "all")."""
+    if trainable == "all":
+        return []
+    names = (*_FROZEN_STEM, "layer4") if trainable == "fc" else _FROZEN_STEM
+    return [getattr(model, name) for name in names]
+
+
+def freeze(model: nn.Module, trainable: str) -> list[nn.Module]:
+    """Stop gradients for the frozen part and return it (callers keep it in eval mode: fixed BN statistics)."""
+    frozen = frozen_modules(model, trainable)
+    for module in frozen:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+    return frozen
+
+
+def backbone_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The pooled 512-d features that ``fc`` sees."""
+    x = model.maxpool(model.relu(model.bn1(model.conv1(images))))
+    x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
+    return torch.flatten(model.avgpool(x), 1)

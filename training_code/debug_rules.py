@@ -1,0 +1,371 @@
+"""Our equivalents of SageMaker's built-in Debugger rules, as smdebug ``Rule`` subclasses, and one entry point.
+
+The built-in rules are not in the smdebug package (they live only in AWS's rule container), so these
+reimplement the ones the pipeline configures, with the built-ins' names and main parameters. Two callers share
+``evaluate_rules``: train_model.py (on its own saved tensors, written to ``rule_report.json`` so the pipeline's
+gate has evidence when SageMaker Debugger is off for the account) and the offline run's local rule evaluation.
+
+Where we differ from the built-ins, on purpose:
+- Per-batch losses of different batches are not comparable one by one, so the loss rules compare means: over
+  windows of ``num_steps`` saved steps (LossNotDecreasing), or over each training/evaluation phase (Overfit,
+  Overtraining; a phase is a run of consecutive steps in one mode, i.e. an epoch's training or validation).
+  Overtraining's patience therefore counts phases (epochs), not steps.
+- Gradient and activation checks read scalar reductions (mean |g|, variance, min, max) when only those were
+  saved, and compute them from full tensors otherwise.
+
+Result per rule: ``{"status": "NoIssuesFound" | "IssuesFound" | "Error", "details": str}``; "Error" means the
+rule could not be evaluated (no such tensors in the trial, unreadable trial) and says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+NO_ISSUES, ISSUES, ERROR = "NoIssuesFound", "IssuesFound", "Error"
+
+try:
+    from smdebug import modes
+    from smdebug.exceptions import NoMoreData, RuleEvaluationConditionMet
+    from smdebug.rules.rule import Rule
+    from smdebug.rules.rule_invoker import invoke_rule
+    from smdebug.trials import create_trial
+
+    SMDEBUG_IMPORT_ERROR: str | None = None
+except Exception as _error:  # the rules are optional: training and the report must work without smdebug
+    SMDEBUG_IMPORT_ERROR = f"{type(_error).__name__}: {_error}"
+    Rule = object
+
+
+class RuleNotApplicable(Exception):
+    """The trial lacks the tensors this rule reads."""
+
+
+def _loss_tensor_name(trial: Any) -> str:
+    names = trial.tensor_names(collection="losses")
+    if not names:
+        raise RuleNotApplicable("the trial has no tensors in the 'losses' collection")
+    return names[0]
+
+
+def _mode_and_step(trial: Any, step: int) -> tuple[Any, int]:
+    return trial.mode_modestep(step)
+
+
+def _loss_at(trial: Any, loss_name: str, step: int) -> tuple[Any, float] | None:
+    mode, mode_step = _mode_and_step(trial, step)
+    tensor = trial.tensor(loss_name)
+    if mode_step not in tensor.steps(mode=mode):
+        return None
+    return mode, float(tensor.value(mode_step, mode=mode))
+
+
+class _LocalRule(Rule):  # type: ignore[misc, valid-type]
+    """Adds what the report needs: a finding when the condition is met, a summary when it is not."""
+
+    def __init__(self, base_trial: Any) -> None:
+        super().__init__(base_trial, action_str="")
+        self.finding = ""
+        self.last_step = max(base_trial.steps())
+
+    def summary(self) -> str:
+        return "no issues found"
+
+    def found(self, message: str) -> bool:
+        self.finding = message
+        return True
+
+
+class _PhaseRule(_LocalRule):
+    """Groups losses into phases: consecutive steps of one mode (an epoch's training, then its validation)."""
+
+    def __init__(self, base_trial: Any) -> None:
+        super().__init__(base_trial)
+        self.loss_name = _loss_tensor_name(base_trial)
+        self.phases: list[tuple[Any, list[float]]] = []
+
+    def invoke_at_step(self, step: int) -> bool:
+        loss = _loss_at(self.base_trial, self.loss_name, step)
+        if loss is not None:
+            mode, value = loss
+            if self.phases and self.phases[-1][0] == mode:
+                self.phases[-1][1].append(value)
+            else:
+                if self.phases and self.check_closed_phases():
+                    return True
+                self.phases.append((mode, [value]))
+        return step >= self.last_step and self.check_closed_phases()
+
+    def check_closed_phases(self) -> bool:
+        raise NotImplementedError
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+class VanishingGradient(_LocalRule):
+    """Issue when the mean |gradient| of any saved gradient tensor falls below ``threshold``."""
+
+    def __init__(self, base_trial: Any, threshold: float = 1e-7) -> None:
+        super().__init__(base_trial)
+        self.threshold = float(threshold)
+        self.gradient_names = base_trial.tensor_names(collection="gradients")
+        if not self.gradient_names:
+            raise RuleNotApplicable("the trial has no tensors in the 'gradients' collection")
+        self.smallest: tuple[float, str, int] | None = None
+
+    def invoke_at_step(self, step: int) -> bool:
+        mode, mode_step = _mode_and_step(self.base_trial, step)
+        for name in self.gradient_names:
+            tensor = self.base_trial.tensor(name)
+            if mode_step not in tensor.steps(mode=mode):
+                continue
+            mean_abs = float(tensor.reduction_value(mode_step, "mean", abs=True, mode=mode))
+            if self.smallest is None or mean_abs < self.smallest[0]:
+                self.smallest = (mean_abs, name, step)
+            if mean_abs < self.threshold:
+                return self.found(
+                    f"{name}: mean |gradient| {mean_abs:.3g} < threshold {self.threshold:g} at step {step}"
+                )
+        return False
+
+    def summary(self) -> str:
+        if self.smallest is None:
+            return "no gradient values were saved at any step"
+        value, name, step = self.smallest
+        return f"smallest mean |gradient| {value:.3g} ({name}, step {step}) >= threshold {self.threshold:g}"
+
+
+class LossNotDecreasing(_LocalRule):
+    """Issue when the mean loss of a window of ``num_steps`` saved steps is not ``diff_percent`` % below the
+    first window's (the loss has not come down from where training started)."""
+
+    def __init__(self, base_trial: Any, num_steps: int = 10, diff_percent: float = 0.1, mode: str = "TRAIN") -> None:
+        super().__init__(base_trial)
+        self.num_steps, self.diff_percent = int(num_steps), float(diff_percent)
+        self.mode = getattr(modes, mode)
+        self.loss_name = _loss_tensor_name(base_trial)
+        self.values: list[float] = []
+        self.first_window: float | None = None
+        self.windows = 0
+
+    def invoke_at_step(self, step: int) -> bool:
+        loss = _loss_at(self.base_trial, self.loss_name, step)
+        if loss is None or loss[0] != self.mode:
+            return False
+        self.values.append(loss[1])
+        if len(self.values) % self.num_steps:
+            return False
+        window = _mean(self.values[-self.num_steps :])
+        self.windows += 1
+        if self.first_window is None:
+            self.first_window = window
+            return False
+        if window > self.first_window * (1 - self.diff_percent / 100):
+            return self.found(
+                f"mean loss of the {self.windows}th window of {self.num_steps} steps (to step {step}) is {window:.4f},"
+                f" not {self.diff_percent}% below the first window's {self.first_window:.4f}"
+            )
+        return False
+
+    def summary(self) -> str:
+        if self.windows < 2:
+            return f"fewer than two windows of {self.num_steps} {self.mode.name} losses: nothing to compare"
+        return f"loss came down over {self.windows} windows of {self.num_steps} steps from {self.first_window:.4f}"
+
+
+class Overfit(_PhaseRule):
+    """Issue when validation loss exceeds the training loss by more than ``ratio_threshold`` (relative) for
+    ``patience`` validations in a row; training loss is the mean of the last ``num_steps`` before validating."""
+
+    def __init__(
+        self, base_trial: Any, start_step: int = 0, patience: int = 1, ratio_threshold: float = 0.1, num_steps: int = 10
+    ) -> None:
+        super().__init__(base_trial)
+        self.start_step, self.patience = int(start_step), int(patience)
+        self.ratio_threshold, self.num_steps = float(ratio_threshold), int(num_steps)
+        self.ratios: list[float] = []
+        self.checked = 0
+
+    def check_closed_phases(self) -> bool:
+        if len(self.phases) < 2:
+            return False
+        (train_mode, train_losses), (eval_mode, eval_losses) = self.phases[-2], self.phases[-1]
+        if train_mode != modes.TRAIN or eval_mode != modes.EVAL or self.checked >= len(self.phases):
+            return False
+        self.checked = len(self.phases)
+        train_loss = _mean(train_losses[-self.num_steps :])
+        ratio = (_mean(eval_losses) - train_loss) / max(abs(train_loss), 1e-12)
+        self.ratios.append(ratio)
+        recent = self.ratios[-self.patience :]
+        if len(recent) == self.patience and all(value > self.ratio_threshold for value in recent):
+            return self.found(
+                f"validation loss exceeds training loss by {ratio:.1%} (threshold {self.ratio_threshold:.0%}) "
+                f"for {self.patience} validation(s) in a row, at validation {len(self.ratios)}"
+            )
+        return False
+
+    def summary(self) -> str:
+        if not self.ratios:
+            return "no training phase followed by a validation phase: nothing to compare"
+        return f"(valid - train) / train loss per validation: {', '.join(f'{r:.1%}' for r in self.ratios)}"
+
+
+class Overtraining(_PhaseRule):
+    """Issue when the mean training loss has not improved by ``delta`` for ``patience_train`` epochs, or the
+    mean validation loss for ``patience_validation`` epochs (patience counted in phases, see module docstring)."""
+
+    def __init__(
+        self, base_trial: Any, patience_train: int = 5, patience_validation: int = 10, delta: float = 0.01
+    ) -> None:
+        super().__init__(base_trial)
+        self.patience = {modes.TRAIN: int(patience_train), modes.EVAL: int(patience_validation)}
+        self.delta = float(delta)
+        self.best: dict[Any, float] = {}
+        self.stale: dict[Any, int] = {modes.TRAIN: 0, modes.EVAL: 0}
+        self.closed = 0
+
+    def check_closed_phases(self) -> bool:
+        for mode, losses in self.phases[self.closed :]:
+            self.closed += 1
+            if mode not in self.patience:
+                continue
+            mean_loss = _mean(losses)
+            if mode not in self.best or mean_loss < self.best[mode] - self.delta:
+                self.best[mode], self.stale[mode] = min(mean_loss, self.best.get(mode, mean_loss)), 0
+                continue
+            self.stale[mode] += 1
+            if self.stale[mode] >= self.patience[mode]:
+                name = "training" if mode == modes.TRAIN else "validation"
+                return self.found(
+                    f"{name} loss has not improved by {self.delta} for {self.stale[mode]} epochs "
+                    f"(best {self.best[mode]:.4f}, latest {mean_loss:.4f})"
+                )
+        return False
+
+    def summary(self) -> str:
+        return f"epochs without improvement: training {self.stale[modes.TRAIN]}, validation {self.stale[modes.EVAL]}"
+
+
+class PoorWeightInitialization(_LocalRule):
+    """Issue in the first ``steps`` training steps when the variance of the ReLU inputs differs across layers by
+    more than ``threshold`` (max/min), or a layer's inputs all lie within ``distribution_range`` (dead layer),
+    at ``patience`` or more of those steps (all of them when fewer were saved)."""
+
+    def __init__(
+        self,
+        base_trial: Any,
+        activation_inputs_regex: str = ".*relu_input",
+        threshold: float = 10.0,
+        distribution_range: float = 0.001,
+        patience: int = 5,
+        steps: int = 10,
+    ) -> None:
+        super().__init__(base_trial)
+        self.threshold, self.distribution_range = float(threshold), float(distribution_range)
+        self.patience, self.steps = int(patience), int(steps)
+        pattern = re.compile(activation_inputs_regex)
+        # Saved names carry an input index suffix (layer1.0.relu_input_0), so match the start like smdebug does.
+        self.names = [name for name in base_trial.tensor_names() if pattern.match(name)]
+        if not self.names:
+            raise RuleNotApplicable(
+                f"no tensors match {activation_inputs_regex!r}: save ReLU inputs to evaluate initialization"
+            )
+        self.bad_steps: list[str] = []
+        self.checked_steps = 0
+        self.ratios: list[float] = []
+
+    def invoke_at_step(self, step: int) -> bool:
+        mode, mode_step = _mode_and_step(self.base_trial, step)
+        if mode != modes.TRAIN or mode_step >= self.steps:
+            return False
+        variances, dead = [], []
+        for name in self.names:
+            tensor = self.base_trial.tensor(name)
+            if mode_step not in tensor.steps(mode=mode):
+                continue
+            variances.append(float(tensor.reduction_value(mode_step, "variance", mode=mode)))
+            spread = max(
+                abs(float(tensor.reduction_value(mode_step, "max", mode=mode))),
+                abs(float(tensor.reduction_value(mode_step, "min", mode=mode))),
+            )
+            if spread <= self.distribution_range:
+                dead.append(name)
+        if not variances:
+            return False
+        self.checked_steps += 1
+        ratio = max(variances) / max(min(variances), 1e-30)
+        self.ratios.append(ratio)
+        if ratio > self.threshold or dead:
+            problems = [f"variance ratio max/min {ratio:.3g} > {self.threshold:g}"] if ratio > self.threshold else []
+            if dead:
+                problems.append(f"inputs within ±{self.distribution_range:g}: {dead[:3]}")
+            self.bad_steps.append(f"step {mode_step}: {'; '.join(problems)}")
+        required = min(self.patience, self.steps)
+        if len(self.bad_steps) >= required:
+            return self.found(f"poor initialization at {len(self.bad_steps)} of the first steps; {self.bad_steps[0]}")
+        return False
+
+    def summary(self) -> str:
+        if not self.ratios:
+            return f"no ReLU inputs saved in the first {self.steps} training steps"
+        return f"ReLU-input variance ratio max/min over {len(self.ratios)} steps: up to {max(self.ratios):.3g}"
+
+
+RULES: dict[str, Callable[[Any], _LocalRule]] = {
+    "VanishingGradient": VanishingGradient,
+    "LossNotDecreasing": LossNotDecreasing,
+    "Overfit": Overfit,
+    "Overtraining": Overtraining,
+    "PoorWeightInitialization": PoorWeightInitialization,
+}
+
+
+def _result(status: str, details: str) -> dict[str, str]:
+    return {"status": status, "details": details}
+
+
+def evaluate_rules(trial_dir: str, rule_names: list[str] | None = None) -> dict[str, dict]:
+    """Evaluate our rules on the smdebug trial in ``trial_dir``: {rule name: {"status", "details"}}."""
+    names = list(RULES) if rule_names is None else list(rule_names)
+    if SMDEBUG_IMPORT_ERROR is not None:
+        return {name: _result(ERROR, f"smdebug unavailable ({SMDEBUG_IMPORT_ERROR})") for name in names}
+    if not os.path.isdir(trial_dir):
+        # create_trial would wait forever for a folder that a training job may still create.
+        return {name: _result(ERROR, f"no smdebug trial at {trial_dir}") for name in names}
+    try:
+        trial = create_trial(trial_dir)
+        steps = trial.steps()
+    except Exception as error:
+        return {name: _result(ERROR, f"cannot read the trial in {trial_dir}: {error}") for name in names}
+    if not steps:
+        return {name: _result(ERROR, f"the trial in {trial_dir} has no saved steps") for name in names}
+    results = {}
+    for name in names:
+        if name not in RULES:
+            results[name] = _result(ERROR, f"unknown rule {name!r}; known: {sorted(RULES)}")
+            continue
+        results[name] = _evaluate_one(RULES[name], trial, end_step=max(steps) + 1)
+    return results
+
+
+def _evaluate_one(rule_class: Callable[[Any], _LocalRule], trial: Any, end_step: int) -> dict[str, str]:
+    try:
+        rule = rule_class(trial)
+        invoke_rule(rule, start_step=0, end_step=end_step, raise_eval_cond=True)
+    except RuleEvaluationConditionMet:
+        return _result(ISSUES, rule.finding)
+    except RuleNotApplicable as error:
+        return _result(ERROR, str(error))
+    except NoMoreData:
+        pass
+    except Exception as error:  # a rule bug must show up in the report, not crash the training job
+        logger.exception("rule %s failed", getattr(rule_class, "__name__", rule_class))
+        return _result(ERROR, f"{type(error).__name__}: {error}")
+    return _result(NO_ISSUES, rule.summary())
