@@ -1,0 +1,117 @@
+"""The executor with the project's real code: the smdebug hook built from the job's DebugHookConfig, and the
+project's Debugger rules (training_code/debug_rules.py) evaluated in their own process afterwards.
+
+Slow (torch and smdebug imports, a few seconds of CPU) but still offline.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import boto3
+import pytest
+from offline_moto_builders import REGION, tarball
+
+from offline.local_sagemaker import LocalSageMaker
+from pipeline.common.metric_definitions import METRIC_DEFINITIONS
+from pipeline.common.sagemaker_requests import DEBUGGER_RULES, HOOK_COLLECTIONS, rule_configurations
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("aws")]
+
+TRAINING_CODE = Path(__file__).resolve().parents[2] / "training_code"
+BUCKET = "data"
+
+# A tiny network trained with the project's hook wrapper, so the tensors are what the real training writes.
+TINY_TRAINING = """
+    import os
+    from collections import OrderedDict
+
+    import torch
+    from torch import nn
+    import debug_hook
+
+    torch.manual_seed(0)
+    hook = debug_hook.create_debug_hook(None)
+    assert hook.source == "sagemaker", hook.reason
+    # Named like torchvision's blocks ("layer1.relu"), so the pipeline's ".*relu_input" collection matches.
+    def block(width_in):
+        return nn.Sequential(OrderedDict(fc=nn.Linear(width_in, 16), relu=nn.ReLU()))
+
+    model = nn.Sequential(OrderedDict(layer1=block(12), layer2=block(16), head=nn.Linear(16, 2)))
+    loss_fn = nn.CrossEntropyLoss()
+    hook.register(model, loss_fn)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
+    inputs = torch.randn(96, 12)
+    labels = (inputs[:, 0] > 0).long()
+    for epoch in range(1, 4):
+        hook.set_mode("train")
+        for start in range(0, 64, 16):
+            optimizer.zero_grad()
+            loss = loss_fn(model(inputs[start : start + 16]), labels[start : start + 16])
+            loss.backward()
+            optimizer.step()
+        hook.set_mode("eval")
+        with torch.no_grad():
+            valid_loss = loss_fn(model(inputs[64:]), labels[64:])
+            accuracy = (model(inputs[64:]).argmax(1) == labels[64:]).float().mean()
+        print(f"epoch={epoch} train_loss={loss.item():.4f} valid_loss={valid_loss.item():.4f}")
+        print(f"valid_accuracy={accuracy:.4f}")
+    hook.close()
+    torch.save(model.state_dict(), os.path.join(os.environ["SM_MODEL_DIR"], "model.pth"))
+"""
+
+
+def test_real_hook_tensors_are_judged_by_the_projects_rules(tmp_path: Path) -> None:
+    # GIVEN a job shaped like StartTraining's: the pipeline's collections and rule configurations
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="validated/dogs.zip", Body=b"unused")
+    source = {
+        "train.py": textwrap.dedent(TINY_TRAINING),
+        "debug_hook.py": (TRAINING_CODE / "debug_hook.py").read_text(),
+        "debug_rules.py": (TRAINING_CODE / "debug_rules.py").read_text(),
+    }
+    s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=tarball(source))
+    hyperparameters = {
+        "sagemaker_program": "train.py",
+        "sagemaker_submit_directory": f"s3://{BUCKET}/code/sourcedir.tar.gz",
+    }
+    with LocalSageMaker(tmp_path / "work") as local:
+        boto3.client("sagemaker", region_name=REGION).create_training_job(
+            TrainingJobName="train-real-rules",
+            HyperParameters={name: json.dumps(value) for name, value in hyperparameters.items()},
+            AlgorithmSpecification={
+                "TrainingImage": "pytorch",
+                "TrainingInputMode": "File",
+                "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
+            },
+            RoleArn="arn:aws:iam::123456789012:role/sagemaker",
+            InputDataConfig=[
+                {
+                    "ChannelName": "training",
+                    "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/validated/"}},
+                }
+            ],
+            OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/jobs"},
+            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+            StoppingCondition={"MaxRuntimeInSeconds": 300},
+            DebugHookConfig={
+                "S3OutputPath": f"s3://{BUCKET}/jobs",
+                "HookParameters": {"train.save_interval": "1", "eval.save_interval": "1"},
+                "CollectionConfigurations": [dict(c) for c in HOOK_COLLECTIONS],
+            },
+            DebugRuleConfigurations=rule_configurations(DEBUGGER_RULES, "rules-image"),
+        )
+        local.wait_idle(300)
+        job = boto3.client("sagemaker", region_name=REGION).describe_training_job(TrainingJobName="train-real-rules")
+    # THEN training completed and every rule was evaluated on real tensors (no Error: each found what it reads)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert {m["MetricName"] for m in job["FinalMetricDataList"]} >= {"train:loss", "validation:loss"}
+    statuses = {s["RuleConfigurationName"]: s for s in job["DebugRuleEvaluationStatuses"]}
+    assert set(statuses) == set(DEBUGGER_RULES)
+    for name, status in statuses.items():
+        assert status["RuleEvaluationStatus"] in {"NoIssuesFound", "IssuesFound"}, (name, status.get("StatusDetails"))
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="jobs/train-real-rules/debug-output/")
+    assert listed["KeyCount"] > 0
