@@ -7,6 +7,7 @@ from the handler's source and the modules of the package it imports, then mapped
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ READS_ROLLBACK_ALARMS = {"UpdateEndpoint", "CreateEndpoint"}
 CHECKED_SERVICES = ("sagemaker:", "sns:", "cloudwatch:", "iam:", "lambda:")
 
 
+@functools.cache
 def _sagemaker_operations() -> dict[str, str]:
     model = botocore.session.get_session().get_service_model("sagemaker")
     return {xform_name(name): name for name in model.operation_names}
@@ -55,18 +57,21 @@ def _imported_pipeline_modules(path: Path, seen: set[Path]) -> set[Path]:
     return seen
 
 
+@functools.cache
 def aws_actions_called_by(handler_module: Path) -> set[str]:
     sagemaker_operations = _sagemaker_operations()
     actions: set[str] = set()
     for path in _imported_pipeline_modules(handler_module, set()):
         for node in ast.walk(ast.parse(path.read_text())):
+            # SageMaker goes through SageMakerGateway.call("operation", ...), sometimes via a helper's argument:
+            # any string that is a SageMaker operation name counts as a call.
+            if isinstance(node, ast.Constant) and node.value in sagemaker_operations:
+                actions.add(f"sagemaker:{sagemaker_operations[node.value]}")
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             method = node.func.attr
             first = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else None
-            if method == "call" and first in sagemaker_operations:  # SageMakerGateway.call("operation", ...)
-                actions.add(f"sagemaker:{sagemaker_operations[first]}")
-            elif method == "get_paginator" and first in S3_ACTIONS:
+            if method == "get_paginator" and first in S3_ACTIONS:
                 actions |= S3_ACTIONS[first]
             elif method == "copy" and len(node.args) < 3:
                 continue  # dict.copy(), not the S3 managed copy (source, bucket, key)

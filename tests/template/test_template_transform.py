@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from template_loading import STATE_MACHINE
+from template_loading import REPO_ROOT, STATE_MACHINE
 
 # The ASL's Task states, by placeholder, and the module each state's handler lives in.
 STATE_MODULES = {
@@ -135,3 +135,8 @@ def test_parameter_defaults_are_the_documented_ones(sam_template: dict[str, Any]
         "CANARY",
         "LINEAR",
     ]
+
+
+def test_every_parameter_is_documented_in_the_deploy_guide(sam_template: dict[str, Any]) -> None:
+    guide = (REPO_ROOT / "docs" / "deploy.md").read_text()
+    assert [name for name in sam_template["Parameters"] if f"`{name}`" not in guide] == []
