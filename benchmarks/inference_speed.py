@@ -8,7 +8,10 @@ base64]}`` (one request, one forward), and on the seed's own JSON tensor (legacy
 Images are photo-like (colour gradients, blobs, noise) at 500x400, JPEG quality 85, about 100 KB each. Rounds
 interleave the variants so that load from other processes hits them alike; each figure is the median over rounds.
 
-    .venv/bin/python benchmarks/inference_speed.py [--rounds 5] [--repeats 8]
+    .venv/bin/python benchmarks/inference_speed.py [--rounds 5] [--repeats 8] [--threads N]
+
+On a machine shared with other busy processes, OpenMP threads that find their cores taken wait on each other and
+every variant slows down several-fold; ``--threads 1`` then gives steadier (single-core) ratios.
 """
 
 from __future__ import annotations
@@ -93,6 +96,11 @@ def our_server(model: inference.LoadedModel, content_type: str) -> Callable[[str
     return serve
 
 
+def forward(network: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return network(inputs)
+
+
 def median_seconds(call: Callable[[], object], repeats: int) -> float:
     timings = []
     for _ in range(repeats):
@@ -106,7 +114,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=8, help="calls per variant per round (batch: a quarter)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads (0: torch's default, one per core)"
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     jpegs = [photo_like_jpeg(seed) for seed in range(BATCH)]
     seed_body = seed_payload(jpegs[0])
@@ -116,6 +129,7 @@ def main() -> None:
         ours = inference.load_model(directory)
         seed_model = dog_model.load_state(dog_model.build_model(NUM_CLASSES), str(Path(directory) / "model.pth"))
     seed_model.eval()
+    normalised_batch = torch.randn(BATCH, 3, 224, 224)
 
     variants: dict[str, tuple[Callable[[], object], int, int]] = {
         # name: (call, images per call, calls per round)
@@ -124,6 +138,17 @@ def main() -> None:
         "ours: seed's JSON tensor": (lambda: our_server(ours, "application/json")(seed_body), 1, args.repeats),
         f"ours: JSON, {BATCH} base64 JPEGs": (
             lambda: our_server(ours, "application/json")(batch_body),
+            BATCH,
+            max(2, args.repeats // 4),
+        ),
+        # The model alone, to show how much of a request is network and how much is decoding and JSON.
+        f"model only, seed fp32 NCHW, batch {BATCH}": (
+            lambda: forward(seed_model, normalised_batch),
+            BATCH,
+            max(2, args.repeats // 4),
+        ),
+        f"model only, ours, batch {BATCH}": (
+            lambda: forward(ours.network, normalised_batch.to(ours.compute_dtype, memory_format=torch.channels_last)),
             BATCH,
             max(2, args.repeats // 4),
         ),
