@@ -243,7 +243,7 @@ class EndpointHost:
         ]
         if not alarms:
             return None
-        cloudwatch = boto3.client("cloudwatch", region_name=backend.region_name)
+        cloudwatch = boto3.session.Session().client("cloudwatch", region_name=backend.region_name)
         for alarm in cloudwatch.describe_alarms(AlarmNames=alarms)["MetricAlarms"]:
             if alarm["StateValue"] == "ALARM":
                 return str(alarm["AlarmName"])
@@ -265,7 +265,8 @@ class EndpointHost:
         model_dir = folder / "model"
         try:
             variant, container = self._model_of(backend, config_name)
-            s3 = boto3.client("s3", region_name=backend.region_name)
+            # A session per worker: boto3's shared default session is not thread-safe.
+            s3 = boto3.session.Session().client("s3", region_name=backend.region_name)
             archive = s3io.download_file(s3, container["ModelDataUrl"], folder / "model.tar.gz")
             s3io.extract_tarball(archive, model_dir)
             environment = container.get("Environment") or {}

@@ -16,6 +16,7 @@ Work runs in background threads so that a state machine's poll loop sees the int
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import sys
@@ -182,6 +183,7 @@ class LocalSageMaker:
     def install(self) -> LocalSageMaker:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._patches.install()
+        atexit.register(self.endpoints.stop_all)
         return self
 
     def uninstall(self, timeout: float = 30.0) -> None:
@@ -194,6 +196,7 @@ class LocalSageMaker:
             self.wait_idle(timeout)
         finally:
             self.endpoints.stop_all()
+            atexit.unregister(self.endpoints.stop_all)
             self._patches.uninstall()
 
     def __enter__(self) -> LocalSageMaker:

@@ -15,7 +15,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
+import threading
+import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -92,13 +95,27 @@ class InferenceHandler(BaseHTTPRequestHandler):
         self._answer(200, payload, accept if "*" not in accept else "application/json")
 
 
+def exit_with_parent(parent_pid: int) -> None:
+    """Never outlive the process that started this server (a killed test run must not leave servers behind)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-dir", required=True, type=Path)
     parser.add_argument("--code-dir", required=True, type=Path)
     parser.add_argument("--program", default="inference.py")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args()
+    if args.parent_pid is not None:
+        exit_with_parent(args.parent_pid)
     try:
         module = load_inference_module(args.code_dir, args.program)
         model = module.model_fn(str(args.model_dir))

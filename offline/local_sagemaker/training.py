@@ -79,6 +79,11 @@ class RuleEvaluationError(Exception):
     """The local rule evaluation could not produce results."""
 
 
+def _client(service: str, region: str) -> Any:
+    # A session per worker: creating clients from boto3's shared default session is not thread-safe.
+    return boto3.session.Session().client(service, region_name=region)  # type: ignore[call-overload]
+
+
 def _rule_entries(configurations: list[dict[str, Any]], status: str, job_arn: str) -> list[dict[str, Any]]:
     prefix = job_arn.split(":training-job/")[0]
     return [
@@ -206,7 +211,7 @@ class TrainingRun:
 
     def _publish_logs(self) -> None:
         """Copy the job's log to CloudWatch Logs where SageMaker writes it (``/aws/sagemaker/TrainingJobs``)."""
-        logs = boto3.client("logs", region_name=self.job.arn.split(":")[3])
+        logs = _client("logs", self.job.arn.split(":")[3])
         stream = f"{self.name}/algo-1-{self._created_at}"
         with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
             logs.create_log_group(logGroupName=TRAINING_LOG_GROUP)
@@ -230,7 +235,7 @@ class TrainingRun:
 
     def run(self) -> None:
         self.job_dir.mkdir(parents=True, exist_ok=True)
-        s3 = boto3.client("s3", region_name=self.job.arn.split(":")[3])
+        s3 = _client("s3", self.job.arn.split(":")[3])
         try:
             self._run_training(s3)
         except s3io.S3InputMissing as error:
