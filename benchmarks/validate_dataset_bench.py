@@ -20,7 +20,8 @@ Caveat: moto serves a ranged GET by reading the whole object and slicing it, so 
 pass over the object on the server side; real S3 does not. Wall times of the ranged approaches are therefore
 pessimistic here, and the request and byte counts are the figures that carry over to AWS.
 
-    .venv/bin/python benchmarks/validate_dataset_bench.py            # ~1.1 GB, a few minutes on 2 cores
+    .venv/bin/python benchmarks/validate_dataset_bench.py            # ~1.1 GB, about 8 minutes on 2 cores
+                                                                     # (mostly moto serving the seed's 139 GETs)
     .venv/bin/python benchmarks/validate_dataset_bench.py --small    # 50 MB, seconds
 """
 
