@@ -17,9 +17,17 @@ from typing import Any
 
 import boto3
 import pytest
-from offline_moto_builders import REGION, read_tarball, tarball
+from offline_moto_builders import (
+    REGION,
+    create_function,
+    create_state_machine,
+    finished_execution,
+    read_tarball,
+    tarball,
+)
 
 from offline.local_sagemaker import PROFILER_REPORT_NOTE, LocalSageMaker, ProgressEvent, sample_hyperparameters
+from offline.moto_shims import offline_aws_patches
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -491,3 +499,45 @@ def test_sampling_is_seeded_and_stays_in_range() -> None:
         "IntegerParameterRanges": [{"Name": "layers", "MinValue": "2", "MaxValue": "4", "ScalingType": "Linear"}]
     }
     assert {sample_hyperparameters(integer, random.Random(i))["layers"] for i in range(50)} == {"2", "3", "4"}
+
+
+def test_a_state_machine_poll_loop_sees_the_job_run_and_complete(executor: LocalSageMaker) -> None:
+    # GIVEN a state machine that starts a job, then polls it through a Lambda until it is terminal
+    seen: list[str] = []
+
+    def start(event: dict[str, Any], context: object) -> dict[str, str]:
+        _create_training_job("train-polled", SUCCEEDING_SCRIPT, {"epochs": 2})
+        return {"job": "train-polled"}
+
+    def poll(event: dict[str, Any], context: object) -> dict[str, str]:
+        status = str(_describe(event["job"])["TrainingJobStatus"])
+        seen.append(status)
+        return {"job": event["job"], "status": status}
+
+    start_arn = create_function("start", "unused.handler")
+    poll_arn = create_function("poll", "unused.handler")
+    machine_arn = create_state_machine(
+        {
+            "StartAt": "Start",
+            "States": {
+                "Start": {"Type": "Task", "Resource": start_arn, "Next": "Poll"},
+                "Poll": {"Type": "Task", "Resource": poll_arn, "Next": "Done?"},
+                "Done?": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$.status", "StringEquals": "InProgress", "Next": "Wait"}],
+                    "Default": "End",
+                },
+                "Wait": {"Type": "Wait", "Seconds": 60, "Next": "Poll"},
+                "End": {"Type": "Succeed"},
+            },
+        }
+    )
+    with offline_aws_patches(lambda_overrides={"start": start, "poll": poll}, include_sagemaker_actions=False):
+        execution = boto3.client("stepfunctions", region_name=REGION).start_execution(
+            stateMachineArn=machine_arn, input="{}"
+        )
+        result = finished_execution(execution["executionArn"], deadline_seconds=120)
+    # THEN the loop saw the job InProgress first and Completed last
+    assert result["status"] == "SUCCEEDED"
+    assert seen[0] == "InProgress"
+    assert seen[-1] == "Completed"
