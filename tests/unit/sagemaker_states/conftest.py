@@ -3,7 +3,6 @@ actions, a validated dataset in the state, and Stubber-backed gateways that pin 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,25 +13,20 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sagemaker.models import sagemaker_backends
+from sagemaker_states_support import (
+    BUCKET,
+    INFERENCE_IMAGE,
+    REGION,
+    ROLE_ARN,
+    RULE_IMAGE,
+    TRAINING_IMAGE,
+    load_event,
+)
 
 from offline.moto_shims import SageMakerMissingActions
 from pipeline.common.config import Settings, load_settings
 from pipeline.common.sagemaker_gateway import SageMakerGateway
 from pipeline.common.state_models import Dataset
-
-REGION = "us-east-1"
-BUCKET = "dog-data"
-ROLE_ARN = f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/retraining-sagemaker"
-TRAINING_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3-gpu-py311"
-INFERENCE_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.3-cpu-py311"
-RULE_IMAGE = "503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest"
-RUN_ID = "251125-015343-3f9a1c"
-EVENTS = Path(__file__).resolve().parents[2] / "events"
-
-
-def load_event(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
-    return event
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import BUCKET, REGION, load_event
+from sagemaker_states_support import BUCKET, REGION, load_event
 
 from pipeline import check_rules, start_training
 from pipeline.common.errors import RuleEvaluationFailed, RuleIssuesFound, TrainingFailed

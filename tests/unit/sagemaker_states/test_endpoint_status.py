@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from conftest import INFERENCE_IMAGE, REGION, ROLE_ARN, load_event
+from sagemaker_states_support import INFERENCE_IMAGE, REGION, ROLE_ARN, load_event
 
 from pipeline import endpoint_status
 from pipeline.common.errors import DeploymentFailed, DeploymentRolledBack, PollLimitExceeded

@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import REGION, load_event
+from sagemaker_states_support import REGION, load_event
 
 from pipeline import notify_failure
 

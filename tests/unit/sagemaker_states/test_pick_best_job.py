@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from conftest import load_event
+from sagemaker_states_support import load_event
 
 from pipeline import pick_best_job, start_tuning
 from pipeline.common.errors import NoTrainingJobWithMetric, TuningFailed

@@ -9,7 +9,6 @@ from unittest import mock
 import boto3
 import pytest
 from botocore.validate import validate_parameters
-from conftest import RULE_IMAGE, TRAINING_IMAGE
 from sagemaker.debugger import (
     CollectionConfig,
     DebuggerHookConfig,
@@ -22,6 +21,7 @@ from sagemaker.estimator import _TrainingJob
 from sagemaker.pytorch import PyTorch
 from sagemaker.session import Session
 from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner, _TuningJob
+from sagemaker_states_support import RULE_IMAGE, TRAINING_IMAGE
 
 from pipeline.common.config import Settings
 from pipeline.common.metric_definitions import METRIC_DEFINITIONS

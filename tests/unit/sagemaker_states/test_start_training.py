@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from conftest import BUCKET, REGION, ROLE_ARN, RULE_IMAGE, TRAINING_IMAGE, load_event
+from sagemaker_states_support import BUCKET, REGION, ROLE_ARN, RULE_IMAGE, TRAINING_IMAGE, load_event
 
 from pipeline import start_training
 from pipeline.common.clients import get_client

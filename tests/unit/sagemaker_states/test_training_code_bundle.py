@@ -9,7 +9,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import BUCKET, REGION
+from sagemaker_states_support import BUCKET, REGION
 
 from pipeline.common.training_code_bundle import build_bundle, ensure_uploaded
 

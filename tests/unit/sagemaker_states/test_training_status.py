@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from conftest import load_event
+from sagemaker_states_support import load_event
 
 from pipeline import start_training, training_status
 from pipeline.common.errors import PollLimitExceeded, TrainingFailed
