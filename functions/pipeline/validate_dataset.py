@@ -57,6 +57,7 @@ from pipeline.common.zip_inspection import (
 Trigger = Literal["s3", "schedule", "manual"]
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NoSuchBucket", "NotFound"})
 _CHANGED_CODES = frozenset({"412", "PreconditionFailed"})
+_DENIED_CODES = frozenset({"403", "AccessDenied"})
 # Parts of 128 MiB: the 1.1 GB dogImages zip copies in 9 parallel UploadPartCopy calls instead of 135 of 8 MiB.
 _COPY_CONFIG = TransferConfig(multipart_threshold=256 * 1024**2, multipart_chunksize=128 * 1024**2)
 
@@ -191,6 +192,11 @@ def _open_dataset(s3: Any, request: DatasetRequest, settings: Settings) -> S3Ran
         try:
             return S3RangedReader.open(s3, request.bucket, key, request.version_id)
         except ClientError as error:
+            if _error_code(error) in _DENIED_CODES:
+                raise DatasetNotFound(
+                    f"{uri} cannot be read by the pipeline (access denied): it reads datasets under "
+                    f"s3://{settings.bucket}/{settings.incoming_prefix}; " + _upload_hint(settings)
+                ) from error
             if _error_code(error) not in _MISSING_CODES:
                 raise
     version = f" (version {request.version_id})" if request.version_id else ""

@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from validate_dataset_zips import BUCKET, CLASSES, COUNTS, dataset_zip
 
@@ -93,9 +94,9 @@ def test_large_central_directory_takes_one_more_ranged_read(s3: Any, lambda_cont
     counts = {"train": 1000, "valid": 200, "test": 200}
     classes = [f"{index:03d}.Breed_with_a_fairly_long_name_{index}" for index in range(1, 21)]
     archive = dataset_zip(classes=classes, counts=counts, image_bytes=2000)
-    s3.put_object(Bucket=BUCKET, Key="manual/big.zip", Body=archive)
+    s3.put_object(Bucket=BUCKET, Key="incoming/big.zip", Body=archive)
     execution_input = {
-        "dataset": {"bucket": BUCKET, "key": "manual/big.zip"},
+        "dataset": {"bucket": BUCKET, "key": "incoming/big.zip"},
         "expected": {"classes": 20, **counts},
     }
 
@@ -226,6 +227,20 @@ def test_missing_object_tells_the_user_where_to_upload(s3: Any, lambda_context: 
     message = str(raised.value)
     assert f"s3://{BUCKET}/{DATASET_KEY} does not exist" in message
     assert f"to s3://{BUCKET}/incoming/<name>.zip" in message
+
+
+def test_object_the_pipeline_may_not_read_says_where_datasets_go(
+    s3: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a manual input naming an object outside incoming/, which the function's role cannot read on AWS
+    def denied(*_: Any) -> S3RangedReader:
+        raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+
+    monkeypatch.setattr(S3RangedReader, "open", denied)
+    execution_input = {"dataset": {"bucket": BUCKET, "key": "private/dogImages.zip"}}
+
+    with pytest.raises(DatasetNotFound, match=f"access denied\\): it reads datasets under s3://{BUCKET}/incoming/"):
+        validate_dataset.lambda_handler(state_input(execution_input), lambda_context)
 
 
 def test_schedule_without_any_zip_under_incoming_is_not_found(s3: Any, lambda_context: Any) -> None:
