@@ -83,9 +83,12 @@ def _problems(path: str, shape: Shape, value: Any) -> list[str]:
     return _scalar_problems(path, shape, value)
 
 
-def operation_model(service: str, operation: str) -> OperationModel:
-    """The operation by its API name (``CreateTrainingJob``) or boto3 method name (``create_training_job``)."""
-    model = service_model(service)
+def operation_model(service: ServiceModel | str, operation: str) -> OperationModel:
+    """The operation by its API name (``CreateTrainingJob``) or boto3 method name (``create_training_job``).
+
+    Pass a client's ``meta.service_model`` to reuse the model the client already loaded.
+    """
+    model = service_model(service) if isinstance(service, str) else service
     api_name = operation if operation in model.operation_names else _api_name(model, operation)
     return model.operation_model(api_name)
 
@@ -98,16 +101,17 @@ def _api_name(model: ServiceModel, method_name: str) -> str:
     raise ValueError(f"{model.service_name} has no operation {method_name!r}")
 
 
-def request_problems(service: str, operation: str, request: dict[str, Any]) -> list[str]:
+def request_problems(service: ServiceModel | str, operation: str, request: dict[str, Any]) -> list[str]:
     """Every enum, maximum and pattern violation in ``request``, as readable ``path: problem`` lines."""
     input_shape = operation_model(service, operation).input_shape
     return [] if input_shape is None else _problems("", input_shape, request)
 
 
-def check_request(service: str, operation: str, request: dict[str, Any]) -> None:
+def check_request(service: ServiceModel | str, operation: str, request: dict[str, Any]) -> None:
     problems = request_problems(service, operation, request)
     if problems:
+        name = service if isinstance(service, str) else service.service_name
         raise InvalidSageMakerRequest(
-            f"{operation} request breaks the {service} API model: " + "; ".join(problems) + ". Fix the setting or "
+            f"{operation} request breaks the {name} API model: " + "; ".join(problems) + ". Fix the setting or "
             "template parameter that produced the value."
         )

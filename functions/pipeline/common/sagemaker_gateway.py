@@ -65,7 +65,7 @@ class SageMakerGateway:
 
     def call(self, operation: str, **request: Any) -> dict[str, Any]:
         """Calls ``operation`` (the boto3 method name) after checking ``request`` against the API model."""
-        check_request("sagemaker", operation, request)
+        check_request(self.client.meta.service_model, operation, request)
         try:
             response: dict[str, Any] = getattr(self.client, operation)(**request)
         except ClientError as error:
