@@ -3,6 +3,7 @@ actions, a validated dataset in the state, and Stubber-backed gateways that pin 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ from offline.moto_shims import SageMakerMissingActions
 from pipeline.common.config import Settings, load_settings
 from pipeline.common.sagemaker_gateway import SageMakerGateway
 from pipeline.common.state_models import Dataset
+
+# The SDK 2.x is only the reference the request tests compare against; its v3 migration notice is noise here.
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
 
 @pytest.fixture
