@@ -1,0 +1,445 @@
+"""One training job under the SageMaker container contract, shared by hpo.py and train_model.py.
+
+Hyperparameters arrive as command-line arguments (SageMaker passes each as ``--name value``; values may be
+JSON-encoded, e.g. ``"64"`` with quotes). Paths come from ``SM_CHANNEL_TRAINING``, ``SM_MODEL_DIR`` and
+``SM_OUTPUT_DATA_DIR``, with local defaults so a person can run it by hand::
+
+    python train_model.py --data_dir dataset.zip --epochs 2 --image_size 64 --model_dir model --weights random
+
+Every epoch prints one line of ``name=value`` metrics (train_loss, valid_loss, valid_accuracy,
+images_per_second, plus the data/compute time split), which the jobs' MetricDefinitions read; the end prints
+test_accuracy. With a checkpoint folder (``/opt/ml/checkpoints`` when it exists, which SageMaker syncs to S3 for
+spot training) each epoch ends with a checkpoint, and a restarted job resumes after the last completed epoch, so
+it still runs ``--epochs`` epochs in total.
+
+Artifact (``SM_MODEL_DIR``, tarred by SageMaker into model.tar.gz): ``model.pth`` (state_dict of
+``dog_model.build_model(len(classes))``), ``classes.json`` (class folder names in label order), ``metrics.json``
+and ``code/`` (inference.py, dog_model.py, requirements.txt) for the PyTorch inference container.
+``rule_report.json`` (our Debugger rule results and the data-loader vs compute time split) goes to
+``SM_OUTPUT_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dog_data
+import dog_model
+import numpy as np
+import torch
+from debug_hook import DebugHook, create_debug_hook
+from debug_rules import ISSUES, evaluate_rules
+from torch import nn
+from training_loop import (
+    Compute,
+    choose_compute,
+    evaluate,
+    load_checkpoint,
+    make_optimizer,
+    save_checkpoint,
+    train_one_epoch,
+    warmup_cosine,
+)
+
+logger = logging.getLogger("training_job")
+
+CODE_SOURCE_DIR = Path(__file__).resolve().parent
+SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
+
+
+def _json_tolerant(cast: Callable[[Any], Any]) -> Callable[[str], Any]:
+    """An argparse type that also accepts the JSON encoding SageMaker may give a value ("64", "\\"64\\"")."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        if value is None or isinstance(value, (dict, list)):
+            value = text
+        return cast(value)
+
+    parse.__name__ = getattr(cast, "__name__", "value")
+    return parse
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def build_arg_parser(*, epochs: int, debug_dir_default: str, description: str) -> argparse.ArgumentParser:
+    env = os.environ
+    checkpoint_default = SAGEMAKER_CHECKPOINT_DIR if os.path.isdir(SAGEMAKER_CHECKPOINT_DIR) else ""
+    output_data_dir = env.get("SM_OUTPUT_DATA_DIR", "output")
+    integer, number, text, boolean = (_json_tolerant(c) for c in (int, float, str, _boolean))
+    parser = argparse.ArgumentParser(description=description)
+    hyper = parser.add_argument_group("hyperparameters")
+    hyper.add_argument("--batch_size", type=integer, default=64)
+    hyper.add_argument("--learning_rate", type=number, default=0.01)
+    hyper.add_argument("--epochs", type=integer, default=epochs)
+    hyper.add_argument("--optimizer", type=text, default="sgd", choices=["sgd", "adamw"])
+    hyper.add_argument("--momentum", type=number, default=0.9)
+    hyper.add_argument("--weight_decay", type=number, default=1e-4)
+    hyper.add_argument(
+        "--trainable", type=text, default="auto", choices=dog_model.TRAINABLE_CHOICES,
+        help="what learns: auto (fc with ImageNet weights, all with random init), fc, layer4, all",
+    )  # fmt: skip
+    hyper.add_argument("--image_size", type=integer, default=224)
+    run = parser.add_argument_group("run")
+    run.add_argument(
+        "--weights", type=text, default="auto",
+        help="auto (ImageNet if cached or downloadable, else random), imagenet, random, or a state_dict file",
+    )  # fmt: skip
+    run.add_argument("--weights_download_timeout", type=number, default=20.0, help="seconds per socket operation")
+    run.add_argument("--precision", type=text, default="auto", choices=["auto", "bf16", "fp32"])
+    run.add_argument("--max_batches_per_epoch", type=integer, default=0, help="0: all (a cap for quick runs)")
+    run.add_argument("--max_corrupt_fraction", type=number, default=0.01, help="share of corrupt images per split")
+    run.add_argument("--seed", type=integer, default=0)
+    run.add_argument(
+        "--num_threads", type=integer, default=0,
+        help="torch CPU threads; 0: torch's default (all cores). 1 is far faster when other processes share the cores",
+    )  # fmt: skip
+    run.add_argument("--checkpoint_dir", type=text, default=checkpoint_default, help='"" for none')
+    run.add_argument("--data_dir", type=text, default=env.get("SM_CHANNEL_TRAINING", "dogImages"))
+    run.add_argument("--model_dir", type=text, default=env.get("SM_MODEL_DIR", "model"))
+    run.add_argument("--output_data_dir", type=text, default=output_data_dir)
+    debug = parser.add_argument_group("debugging")
+    debug.add_argument("--debug_hook", type=boolean, default=True, help="false: no smdebug hook at all")
+    debug.add_argument(
+        "--debug_dir", type=text, default=debug_dir_default.format(output_data_dir=output_data_dir),
+        help='local smdebug trial folder when the job has no Debugger config ("" for none)',
+    )  # fmt: skip
+    debug.add_argument("--debug_save_interval", type=integer, default=10, help="training steps between saves")
+    return parser
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+    )
+    # smdebug logs every tensor it registers at INFO.
+    os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")
+
+
+def require_inference_code(code_source_dir: Path) -> None:
+    if not (code_source_dir / "inference.py").is_file():
+        raise FileNotFoundError(
+            f"{code_source_dir / 'inference.py'} is missing: the model artifact's code/ folder needs it for the "
+            "PyTorch inference container; it must sit beside the training code (the source_dir)"
+        )
+
+
+def save_model_artifact(
+    model_dir: str | os.PathLike[str],
+    model: nn.Module,
+    classes: list[str],
+    metrics: dict[str, Any],
+    code_source_dir: Path | None = None,
+) -> Path:
+    """model.pth, classes.json, metrics.json and code/ (inference.py, dog_model.py, requirements.txt)."""
+    source = Path(code_source_dir or CODE_SOURCE_DIR)
+    require_inference_code(source)
+    directory = Path(model_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().to("cpu", torch.float32) for name, tensor in model.state_dict().items()}
+    # BN's num_batches_tracked is an integer buffer: keep its dtype.
+    state.update({n: t.detach().cpu() for n, t in model.state_dict().items() if not t.is_floating_point()})
+    torch.save(state, directory / "model.pth")
+    (directory / "classes.json").write_text(json.dumps(classes, indent=1))
+    (directory / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    code = directory / "code"
+    code.mkdir(exist_ok=True)
+    shutil.copy2(source / "inference.py", code / "inference.py")
+    shutil.copy2(source / "dog_model.py", code / "dog_model.py")
+    requirements = source / "inference_requirements.txt"
+    if requirements.is_file():
+        shutil.copy2(requirements, code / "requirements.txt")
+    return directory
+
+
+class _Phase:
+    """What one run trains on: the whole network on images, or the head on cached backbone features."""
+
+    def __init__(self, network: nn.Module, train_batches: Callable[[int], Any], eval_batches: Callable[[str], Any]):
+        self.network = network
+        self.train_batches = train_batches
+        self.eval_batches = eval_batches
+
+
+def _cache_features(
+    model: nn.Module, split: dog_data.DecodedSplit, compute: Compute, batch_size: int, with_mirror: bool
+) -> torch.Tensor:
+    """(N, views, 512) backbone features in eval mode; the mirrored view stands in for the random flip."""
+    model.eval()
+    views = []
+    with torch.no_grad():
+        for flip in (False, True) if with_mirror else (False,):
+            chunks = []
+            for start in range(0, len(split), batch_size):
+                images = split.images[start : start + batch_size]
+                batch = dog_data.normalise(images.flip(2) if flip else images, compute.device)
+                with compute.autocast():
+                    chunks.append(dog_model.backbone_features(model, batch).float())
+            views.append(torch.cat(chunks))
+    return torch.stack(views, dim=1)
+
+
+def _emit(line: str) -> None:
+    print(line, flush=True)
+
+
+def run(args: argparse.Namespace, *, job: str, evaluate_debug_rules: bool) -> dict[str, Any]:
+    """Train, print metrics, checkpoint, save the artifact and the rule report; returns metrics.json's content."""
+    started = time.perf_counter()
+    require_inference_code(CODE_SOURCE_DIR)
+    seed_everything(args.seed)
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    compute = choose_compute(args.precision)
+    logger.info("%s on %s, precision %s", job, compute.device, compute.precision)
+
+    index = dog_data.index_dataset(args.data_dir)
+    decode_started = time.perf_counter()
+    splits = {
+        name: dog_data.decode_split(index, name, args.image_size, max_corrupt_fraction=args.max_corrupt_fraction)
+        for name in dog_data.SPLITS
+    }
+    decode_seconds = time.perf_counter() - decode_started
+    corrupt = {name: len(split.corrupt_files) for name, split in splits.items()}
+    _emit(
+        f"dataset classes={len(index.classes)} train_images={len(splits['train'])} "
+        f"valid_images={len(splits['valid'])} test_images={len(splits['test'])} "
+        f"corrupt_images={sum(corrupt.values())} decode_seconds={decode_seconds:.2f}"
+    )
+
+    model = dog_model.build_model(len(index.classes))
+    initial_weights = dog_model.load_initial_weights(
+        model, args.weights, download_timeout_s=args.weights_download_timeout
+    )
+    trainable = dog_model.resolve_trainable(args.trainable, initial_weights)
+    frozen = dog_model.freeze(model, trainable)
+    model.to(compute.device, memory_format=torch.channels_last)
+    loss_function = nn.CrossEntropyLoss()
+    max_batches = args.max_batches_per_epoch or None
+    batch_size = args.batch_size
+
+    def generator_for(epoch: int) -> torch.Generator:
+        # Seeded per epoch, so a resumed run sees the same batches the uninterrupted one would have.
+        return torch.Generator().manual_seed(args.seed * 100_003 + epoch)
+
+    feature_seconds = 0.0
+    if trainable == "fc":
+        feature_started = time.perf_counter()
+        features = {
+            name: _cache_features(model, split, compute, batch_size, with_mirror=name == "train")
+            for name, split in splits.items()
+        }
+        feature_seconds = time.perf_counter() - feature_started
+        labels = {name: split.labels.to(compute.device) for name, split in splits.items()}
+        phase = _Phase(
+            model.fc,
+            lambda epoch: dog_data.feature_batches(
+                features["train"], labels["train"], batch_size, shuffle=True,
+                generator=generator_for(epoch), max_batches=max_batches,
+            ),
+            lambda name: dog_data.feature_batches(features[name], labels[name], batch_size, shuffle=False),
+        )  # fmt: skip
+    else:
+        phase = _Phase(
+            model,
+            lambda epoch: dog_data.image_batches(
+                splits["train"], batch_size, compute.device, shuffle=True, flip=True,
+                generator=generator_for(epoch), max_batches=max_batches,
+            ),
+            lambda name: dog_data.image_batches(splits[name], batch_size, compute.device, shuffle=False, flip=False),
+        )  # fmt: skip
+
+    def train_mode() -> None:
+        phase.network.train()
+        for module in frozen:
+            module.eval()  # frozen BN layers keep their running statistics
+
+    steps_per_epoch = math.ceil(len(splits["train"]) / batch_size)
+    if max_batches:
+        steps_per_epoch = min(steps_per_epoch, max_batches)
+    total_steps = max(1, steps_per_epoch * args.epochs)
+    optimizer = make_optimizer(
+        phase.network.named_parameters(),
+        name=args.optimizer,
+        learning_rate=args.learning_rate,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+    )
+    warmup_steps = max(1, min(steps_per_epoch, total_steps // 10))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, warmup_steps))
+
+    history: list[dict[str, float]] = []
+    start_epoch = 1
+    checkpoint = load_checkpoint(args.checkpoint_dir)
+    if checkpoint is not None:
+        if checkpoint["classes"] != index.classes or checkpoint["trainable"] != trainable:
+            logger.warning("checkpoint in %s is for another dataset or setup: starting afresh", args.checkpoint_dir)
+        else:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            history = checkpoint["history"]
+            start_epoch = checkpoint["epochs_done"] + 1
+            logger.info("resuming from %s after epoch %d", args.checkpoint_dir, checkpoint["epochs_done"])
+
+    hook = create_debug_hook(
+        args.debug_dir or None, enabled=args.debug_hook, train_save_interval=args.debug_save_interval
+    )
+    if not hook.active:
+        logger.info("no debug hook: %s", hook.reason)
+    hook.register(phase.network, loss_function)
+
+    for epoch in range(start_epoch, args.epochs + 1):
+        hook.set_mode("train")
+        result = train_one_epoch(
+            phase.network,
+            phase.train_batches(epoch),
+            loss_function,
+            optimizer,
+            scheduler,
+            compute,
+            before_train=train_mode,
+        )
+        hook.set_mode("eval")
+        phase.network.eval()
+        valid_loss, valid_accuracy = evaluate(phase.network, phase.eval_batches("valid"), loss_function, compute)
+        record = {
+            "epoch": epoch,
+            "train_loss": result.loss,
+            "valid_loss": valid_loss,
+            "valid_accuracy": valid_accuracy,
+            "images_per_second": result.images_per_second,
+            "data_seconds": result.data_seconds,
+            "compute_seconds": result.compute_seconds,
+        }
+        history.append(record)
+        _emit(
+            f"epoch={epoch} train_loss={result.loss:.4f} valid_loss={valid_loss:.4f} "
+            f"valid_accuracy={valid_accuracy:.4f} images_per_second={result.images_per_second:.1f} "
+            f"data_seconds={result.data_seconds:.2f} compute_seconds={result.compute_seconds:.2f}"
+        )
+        if args.checkpoint_dir:
+            save_checkpoint(
+                args.checkpoint_dir,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "history": history,
+                    "epochs_done": epoch,
+                    "classes": index.classes,
+                    "trainable": trainable,
+                },
+            )
+
+    hook.set_mode("predict")
+    phase.network.eval()
+    test_loss, test_accuracy = evaluate(phase.network, phase.eval_batches("test"), loss_function, compute)
+    _emit(f"test_loss={test_loss:.4f} test_accuracy={test_accuracy:.4f}")
+    hook.close()
+
+    data_seconds = sum(record["data_seconds"] for record in history)
+    compute_seconds = sum(record["compute_seconds"] for record in history)
+    timing = {
+        "decode_seconds": decode_seconds,
+        "feature_cache_seconds": feature_seconds,
+        "train_data_seconds": data_seconds,
+        "train_compute_seconds": compute_seconds,
+        "train_data_fraction": data_seconds / (data_seconds + compute_seconds) if history else None,
+        "total_seconds": time.perf_counter() - started,
+    }
+    metrics = {
+        "job": job,
+        "classes": len(index.classes),
+        "image_size": args.image_size,
+        "trainable": trainable,
+        "initial_weights": initial_weights,
+        "precision": compute.precision,
+        "device": compute.device.type,
+        "hyperparameters": {
+            "batch_size": batch_size,
+            "learning_rate": args.learning_rate,
+            "epochs": args.epochs,
+            "optimizer": args.optimizer,
+        },
+        "epochs": history,
+        "valid_accuracy": history[-1]["valid_accuracy"] if history else None,
+        "test_loss": test_loss,
+        "test_accuracy": test_accuracy,
+        "corrupt_images": corrupt,
+        "timing": timing,
+    }
+    save_model_artifact(args.model_dir, model, index.classes, metrics)
+    write_rule_report(args.output_data_dir, hook, timing, corrupt, evaluate_debug_rules)
+    return metrics
+
+
+def write_rule_report(
+    output_data_dir: str,
+    hook: DebugHook,
+    timing: dict[str, Any],
+    corrupt: dict[str, int],
+    evaluate_debug_rules: bool,
+) -> Path:
+    rules: dict[str, dict] = {}
+    if evaluate_debug_rules:
+        if hook.out_dir:
+            rules = evaluate_rules(hook.out_dir)
+        else:
+            rules = {"all": {"status": "Error", "details": f"no smdebug trial to evaluate: {hook.reason}"}}
+    report = {
+        "rules": rules,
+        "issues_found": sorted(name for name, result in rules.items() if result["status"] == ISSUES),
+        "trial_dir": hook.out_dir,
+        "debug_hook": {"source": hook.source, "reason": hook.reason},
+        "timing": timing,
+        "corrupt_images": corrupt,
+    }
+    for name, result in rules.items():
+        logger.info("rule %s: %s (%s)", name, result["status"], result["details"])
+    directory = Path(output_data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "rule_report.json"
+    path.write_text(json.dumps(report, indent=1))
+    return path
+
+
+def main(
+    argv: Sequence[str] | None, *, job: str, epochs: int, debug_dir_default: str, evaluate_debug_rules: bool
+) -> dict[str, Any]:
+    configure_logging()
+    parser = build_arg_parser(epochs=epochs, debug_dir_default=debug_dir_default, description=f"{job} training job")
+    # SageMaker may add arguments of its own; unknown ones are logged rather than fatal.
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        logger.warning("ignoring unknown arguments: %s", unknown)
+    return run(args, job=job, evaluate_debug_rules=evaluate_debug_rules)
