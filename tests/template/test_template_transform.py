@@ -61,7 +61,7 @@ def test_state_machine_has_the_upload_rule_and_a_disableable_schedule(cloudforma
     upload = rules[f"{STATE_MACHINE}DatasetUploaded"]["Properties"]
     assert upload["EventPattern"]["detail-type"] == ["Object Created"]
     assert upload["Targets"][0]["Arn"] == {"Ref": STATE_MACHINE}
-    schedule = rules[f"{STATE_MACHINE}Weekly"]["Properties"]
+    schedule = rules[f"{STATE_MACHINE}Scheduled"]["Properties"]
     assert schedule["ScheduleExpression"] == {"Ref": "ScheduleExpression"}
     assert schedule["State"] == {"Fn::If": ["ScheduleOn", "ENABLED", "DISABLED"]}
     assert schedule["Targets"][0]["Input"] == '{"trigger": "schedule"}'

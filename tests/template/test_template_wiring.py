@@ -280,6 +280,6 @@ def test_upload_rule_prefix_is_the_incoming_prefix_the_functions_use(sam_templat
 
 
 def test_schedule_input_is_the_event_the_validate_handler_is_tested_with(sam_template: dict[str, Any]) -> None:
-    schedule = sam_template["Resources"][STATE_MACHINE]["Properties"]["Events"]["Weekly"]["Properties"]
+    schedule = sam_template["Resources"][STATE_MACHINE]["Properties"]["Events"]["Scheduled"]["Properties"]
     tested = json.loads((EVENTS_DIR / "validate_dataset_schedule.json").read_text())
     assert json.loads(schedule["Input"]) == tested == {"trigger": "schedule"}
