@@ -140,3 +140,9 @@ def test_parameter_defaults_are_the_documented_ones(sam_template: dict[str, Any]
 def test_every_parameter_is_documented_in_the_deploy_guide(sam_template: dict[str, Any]) -> None:
     guide = (REPO_ROOT / "docs" / "deploy.md").read_text()
     assert [name for name in sam_template["Parameters"] if f"`{name}`" not in guide] == []
+
+
+def test_console_parameter_groups_list_every_parameter_once(sam_template: dict[str, Any]) -> None:
+    groups = sam_template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    grouped = [name for group in groups for name in group["Parameters"]]
+    assert sorted(grouped) == sorted(sam_template["Parameters"])
