@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from moto.events.models import EventPattern
-from template_loading import PLACEHOLDER, REPO_ROOT, STATE_MACHINE, all_states
+from template_loading import PLACEHOLDER, REPO_ROOT, STATE_MACHINE, all_states, load_sam_template
 
 from pipeline.common import errors
 
@@ -82,9 +82,10 @@ def test_every_task_calls_a_function_of_the_template_and_every_function_is_calle
     for state, key in _task_placeholders(asl).items():
         value = substitutions[key]
         assert isinstance(value, dict) and "Fn::GetAtt" in value, f"{state}: {key} must be a function's GetAtt Arn"
-        assert value["Fn::GetAtt"] in ([_get_att_target(value), "Arn"], f"{_get_att_target(value)}.Arn")
-        assert _get_att_target(value) in sam_functions, f"{state}: {key} names no AWS::Serverless::Function"
-        called.add(_get_att_target(value))
+        function = _get_att_target(value)
+        assert value["Fn::GetAtt"] in ([function, "Arn"], f"{function}.Arn"), f"{state}: {key} is not an Arn"
+        assert function in sam_functions, f"{state}: {key} names no AWS::Serverless::Function"
+        called.add(function)
     assert set(sam_functions) - called == set(), "functions no state calls"
 
 
@@ -120,8 +121,6 @@ def test_only_retryable_errors_are_retried(asl: dict[str, Any]) -> None:
 
 
 def _handler_cases() -> list[Any]:
-    from template_loading import load_sam_template
-
     resources = load_sam_template()["Resources"]
     return [
         pytest.param(resource["Properties"]["Handler"], id=name)
