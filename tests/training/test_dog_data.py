@@ -1,0 +1,160 @@
+"""The dataset reader: zip or folder, with or without a root folder; corrupt images; layout errors; batches."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import dog_data
+import pytest
+import torch
+from conftest import TINY_CLASSES, extract
+
+from offline.synthetic_dataset import write_dataset_zip
+
+
+def _counts(index: dog_data.DatasetIndex) -> dict[str, int]:
+    return {split: len(refs) for split, refs in index.splits.items()}
+
+
+def test_zip_folder_with_zip_and_extracted_folders_index_alike(tmp_path: Path, tiny_dataset_zip: Path) -> None:
+    # GIVEN the same dataset as a zip, a channel folder holding the zip, and extracted with and without the root
+    channel = tmp_path / "channel"
+    channel.mkdir()
+    shutil.copy(tiny_dataset_zip, channel)
+    with_root = extract(tiny_dataset_zip, tmp_path / "with_root")
+    without_root = with_root / "dogImages"
+
+    # WHEN each is indexed
+    indexes = [dog_data.index_dataset(p) for p in (tiny_dataset_zip, channel, with_root, without_root)]
+
+    # THEN they agree on classes (label order = sorted folder names) and counts
+    assert all(index.classes == indexes[0].classes for index in indexes)
+    assert indexes[0].classes[0] == "001.Affenpinscher" and len(indexes[0].classes) == TINY_CLASSES
+    assert all(_counts(index) == {"train": 48, "valid": 16, "test": 16} for index in indexes)
+
+
+def test_zip_without_directory_entries_is_indexed(tmp_path: Path, tiny_dataset_zip: Path) -> None:
+    # Some zip tools write only file entries; the class folders must still be found.
+    bare = tmp_path / "bare.zip"
+    with zipfile.ZipFile(tiny_dataset_zip) as source, zipfile.ZipFile(bare, "w") as target:
+        for info in source.infolist():
+            if not info.is_dir():
+                target.writestr(info.filename, source.read(info))
+
+    assert _counts(dog_data.index_dataset(bare))["train"] == 48
+
+
+def test_decode_gives_uint8_nhwc_at_the_asked_size(tiny_dataset_zip: Path) -> None:
+    index = dog_data.index_dataset(tiny_dataset_zip)
+
+    split = dog_data.decode_split(index, "valid", 24, max_corrupt_fraction=0.0)
+
+    assert split.images.shape == (16, 24, 24, 3) and split.images.dtype == torch.uint8
+    assert sorted(set(split.labels.tolist())) == list(range(TINY_CLASSES))
+    assert split.corrupt_files == []
+
+
+def _with_corrupt_images(tiny_dataset_zip: Path, target: Path, how_many: int) -> Path:
+    folder = extract(tiny_dataset_zip, target) / "dogImages" / "train" / "002.Afghan_hound"
+    victims = sorted(folder.glob("*.jpg"))[:how_many]
+    for victim in victims:
+        victim.write_bytes(victim.read_bytes()[:40])  # a truncated JPEG: header only
+    return target
+
+
+def test_corrupt_image_is_skipped_and_counted(tmp_path: Path, tiny_dataset_zip: Path) -> None:
+    # GIVEN one truncated JPEG among 48 training images
+    index = dog_data.index_dataset(_with_corrupt_images(tiny_dataset_zip, tmp_path / "d", 1))
+
+    # WHEN the split is decoded allowing up to 5% corrupt images
+    split = dog_data.decode_split(index, "train", 16, max_corrupt_fraction=0.05)
+
+    # THEN the bad file is skipped and named, the rest kept
+    assert len(split) == 47
+    assert len(split.corrupt_files) == 1 and "002.Afghan_hound" in split.corrupt_files[0]
+
+
+def test_too_many_corrupt_images_stop_the_run(tmp_path: Path, tiny_dataset_zip: Path) -> None:
+    index = dog_data.index_dataset(_with_corrupt_images(tiny_dataset_zip, tmp_path / "d", 3))
+
+    with pytest.raises(dog_data.DatasetError, match=r"3 of 48 images in train/ are corrupt"):
+        dog_data.decode_split(index, "train", 16, max_corrupt_fraction=0.05)
+
+
+def test_empty_class_folder_is_a_clear_error(tmp_path: Path, tiny_dataset_zip: Path) -> None:
+    root = extract(tiny_dataset_zip, tmp_path / "d") / "dogImages"
+    for image in (root / "valid" / "003.Airedale_terrier").iterdir():
+        image.unlink()
+
+    with pytest.raises(dog_data.DatasetError, match=r"valid/003\.Airedale_terrier/ has no images"):
+        dog_data.index_dataset(tmp_path / "d")
+
+
+def test_empty_class_folder_inside_a_zip_is_a_clear_error(tmp_path: Path, tiny_dataset_zip: Path) -> None:
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(tiny_dataset_zip) as source, zipfile.ZipFile(broken, "w") as target:
+        for info in source.infolist():
+            akita_image = info.filename.startswith("dogImages/train/004.Akita/") and not info.is_dir()
+            if not akita_image:
+                target.writestr(info, source.read(info))
+
+    with pytest.raises(dog_data.DatasetError, match=r"train/004\.Akita/ has no images"):
+        dog_data.index_dataset(broken)
+
+
+def test_missing_split_and_unknown_class_are_clear_errors(tmp_path: Path, tiny_dataset_zip: Path) -> None:
+    root = extract(tiny_dataset_zip, tmp_path / "d") / "dogImages"
+    shutil.copytree(root / "test" / "001.Affenpinscher", root / "test" / "999.Unknown")
+    with pytest.raises(dog_data.DatasetError, match=r"test/ has class folders that train/ lacks: \['999.Unknown'\]"):
+        dog_data.index_dataset(root)
+
+    shutil.rmtree(root / "test")
+    with pytest.raises(dog_data.DatasetError, match=r"test/ is missing"):
+        dog_data.index_dataset(root)
+
+
+def test_no_train_folder_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "photos" / "a").mkdir(parents=True)
+
+    with pytest.raises(dog_data.DatasetError, match="no train/ folder"):
+        dog_data.index_dataset(tmp_path)
+
+
+def test_image_batches_are_normalised_channels_last_and_flip_some_samples(tmp_path: Path) -> None:
+    # GIVEN images whose left half is black and right half white
+    images = torch.zeros(64, 8, 8, 3, dtype=torch.uint8)
+    images[:, :, 4:, :] = 255
+    split = dog_data.DecodedSplit(images=images, labels=torch.arange(64))
+
+    # WHEN one training batch of all of them is drawn
+    batch, labels = next(
+        dog_data.image_batches(split, 64, torch.device("cpu"), shuffle=True, flip=True, generator=torch.Generator())
+    )
+
+    # THEN it is NCHW-shaped in channels_last memory, normalised, shuffled, and some (not all) samples are mirrored
+    assert batch.shape == (64, 3, 8, 8) and batch.is_contiguous(memory_format=torch.channels_last)
+    mirrored = batch[:, 0, 0, 0] > 0  # white on the left means flipped
+    assert 0 < int(mirrored.sum()) < 64
+    assert labels.tolist() != list(range(64)) and sorted(labels.tolist()) == list(range(64))
+    assert batch.min() < -1.5 and batch.max() > 1.5  # (0 - mean) / std and (1 - mean) / std
+
+
+def test_feature_batches_pick_one_view_per_sample() -> None:
+    features = torch.stack([torch.zeros(32, 4), torch.ones(32, 4)], dim=1)  # view 0 zeros, view 1 ones
+
+    batch, labels = next(
+        dog_data.feature_batches(features, torch.arange(32), 32, shuffle=False, generator=torch.Generator())
+    )
+
+    assert batch.shape == (32, 4) and labels.tolist() == list(range(32))
+    assert 0 < int(batch[:, 0].sum()) < 32
+
+
+def test_realistic_jpegs_decode_with_draft(tmp_path: Path) -> None:
+    path = write_dataset_zip(tmp_path / "r.zip", num_classes=2, counts=(2, 2, 2), realistic=True)
+
+    split = dog_data.decode_split(dog_data.index_dataset(path), "train", 64, max_corrupt_fraction=0.0)
+
+    assert split.images.shape == (2, 64, 64, 3)
