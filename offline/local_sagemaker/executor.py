@@ -22,6 +22,7 @@ import logging
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ _original_create_training_job = SageMakerResponse.create_training_job
 _original_create_tuning_job = SageMakerResponse.create_hyper_parameter_tuning_job
 _original_create_endpoint = SageMakerResponse.create_endpoint
 _original_delete_endpoint = SageMakerResponse.delete_endpoint
+_original_runtime_setup = SageMakerRuntimeResponse.setup_class
 
 DEFAULT_HEALTH_CHECK_REQUEST = (sample_jpeg(), "image/jpeg")
 REPOSITORY_TRAINING_CODE = Path(__file__).resolve().parents[2] / "training_code"
@@ -116,12 +118,18 @@ class _RequestPatches(MotoPatch):
         def invoke_endpoint(response: SageMakerRuntimeResponse) -> TYPE_RESPONSE:
             return executor._runtime_invoke(response)
 
+        def setup_runtime_request(response: SageMakerRuntimeResponse, *args: Any, **kwargs: Any) -> Any:
+            # moto decodes every request body as UTF-8; an InvokeEndpoint body is bytes (a JPEG), so keep it raw.
+            kwargs["use_raw_body"] = True
+            return _original_runtime_setup(response, *args, **kwargs)
+
         return [
             patch_attribute(SageMakerResponse, "create_training_job", create_training_job),
             patch_attribute(SageMakerResponse, "create_hyper_parameter_tuning_job", create_hyper_parameter_tuning_job),
             patch_attribute(SageMakerResponse, "create_endpoint", create_endpoint),
             patch_attribute(SageMakerResponse, "delete_endpoint", delete_endpoint),
             patch_attribute(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint),
+            patch_attribute(SageMakerRuntimeResponse, "setup_class", setup_runtime_request),
         ]
 
 
@@ -339,7 +347,7 @@ class LocalSageMaker:
         return result
 
     def _runtime_invoke(self, response: SageMakerRuntimeResponse) -> TYPE_RESPONSE:
-        endpoint_name = response._get_params().get("EndpointName") or response.path.split("/")[2]
+        endpoint_name = urllib.parse.unquote(response.path.split("/")[2])  # /endpoints/<name>/invocations
         fleet = self.endpoints.fleet(response.current_account, response.region, endpoint_name)
         if fleet is None:
             message = f"Endpoint {endpoint_name} of account {response.current_account} not found."

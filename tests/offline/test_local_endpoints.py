@@ -106,7 +106,7 @@ def test_invocation_errors_carry_the_model_status(executor: LocalSageMaker) -> N
     _serving_v1(executor)
     runtime = boto3.client("sagemaker-runtime", region_name=REGION)
     with pytest.raises(ClientError) as raised:
-        runtime.invoke_endpoint(EndpointName="dogs", Body=b"jpeg", ContentType="image/jpeg")
+        runtime.invoke_endpoint(EndpointName="dogs", Body=b"\xff\xd8\xff\xe0 not utf-8", ContentType="image/jpeg")
     assert raised.value.response["Error"]["Code"] == "ModelError"
     assert raised.value.response["OriginalStatusCode"] == 415
     with pytest.raises(EndpointInvocationError, match="415"):

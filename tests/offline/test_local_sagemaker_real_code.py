@@ -8,20 +8,30 @@ from __future__ import annotations
 
 import json
 import textwrap
+import zipfile
 from pathlib import Path
 
 import boto3
 import pytest
 from offline_moto_builders import REGION, tarball
 
-from offline.local_sagemaker import LocalSageMaker
+from offline.local_sagemaker import LocalSageMaker, ProgressEvent
+from offline.synthetic_dataset import write_dataset_zip
 from pipeline.common.metric_definitions import METRIC_DEFINITIONS
-from pipeline.common.sagemaker_requests import DEBUGGER_RULES, HOOK_COLLECTIONS, rule_configurations
+from pipeline.common.sagemaker_requests import (
+    DEBUGGER_RULES,
+    HOOK_COLLECTIONS,
+    HOOK_PARAMETERS,
+    PROFILER_RULES,
+    rule_configurations,
+)
+from pipeline.common.training_code_bundle import build_bundle
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("aws")]
 
 TRAINING_CODE = Path(__file__).resolve().parents[2] / "training_code"
 BUCKET = "data"
+ROLE = "arn:aws:iam::123456789012:role/sagemaker"
 
 # A tiny network trained with the project's hook wrapper, so the tensors are what the real training writes.
 TINY_TRAINING = """
@@ -115,3 +125,96 @@ def test_real_hook_tensors_are_judged_by_the_projects_rules(tmp_path: Path) -> N
         assert status["RuleEvaluationStatus"] in {"NoIssuesFound", "IssuesFound"}, (name, status.get("StatusDetails"))
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="jobs/train-real-rules/debug-output/")
     assert listed["KeyCount"] > 0
+
+
+def test_real_tiny_training_job_then_its_model_served_by_a_local_endpoint(tmp_path: Path) -> None:
+    # GIVEN a 2-class, 32 px dataset zip and the training code bundled as StartTuning uploads it
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    dataset = write_dataset_zip(tmp_path / "dogs.zip", num_classes=2, counts=(8, 4, 4), image_size=32)
+    s3.upload_file(str(dataset), BUCKET, "validated/dogs.zip")
+    s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=build_bundle(TRAINING_CODE).archive)
+    hyperparameters = {
+        "sagemaker_program": "train_model.py",
+        "sagemaker_submit_directory": f"s3://{BUCKET}/code/sourcedir.tar.gz",
+        "epochs": 1,
+        "batch_size": 4,
+        "learning_rate": 0.01,
+        "image_size": 32,
+        "weights": "random",
+    }
+    sm = boto3.client("sagemaker", region_name=REGION)
+    progress: list[ProgressEvent] = []
+    with LocalSageMaker(tmp_path / "work", progress=progress.append) as local:
+        # WHEN the real train_model.py runs as a training job with the pipeline's Debugger configuration
+        sm.create_training_job(
+            TrainingJobName="train-real-tiny",
+            HyperParameters={name: json.dumps(value) for name, value in hyperparameters.items()},
+            AlgorithmSpecification={
+                "TrainingImage": "pytorch",
+                "TrainingInputMode": "File",
+                "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
+            },
+            RoleArn=ROLE,
+            InputDataConfig=[
+                {
+                    "ChannelName": "training",
+                    "DataSource": {
+                        "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/validated/dogs.zip"}
+                    },
+                }
+            ],
+            OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/jobs"},
+            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+            StoppingCondition={"MaxRuntimeInSeconds": 600},
+            DebugHookConfig={
+                "S3OutputPath": f"s3://{BUCKET}/jobs",
+                "HookParameters": dict(HOOK_PARAMETERS),
+                "CollectionConfigurations": [dict(c) for c in HOOK_COLLECTIONS],
+            },
+            DebugRuleConfigurations=rule_configurations(DEBUGGER_RULES, "rules-image"),
+            ProfilerConfig={"S3OutputPath": f"s3://{BUCKET}/jobs", "DisableProfiler": False},
+            ProfilerRuleConfigurations=rule_configurations(PROFILER_RULES, "rules-image"),
+        )
+        local.wait_idle(600)
+        job = sm.describe_training_job(TrainingJobName="train-real-tiny")
+        # THEN it completed with the metrics the tuner and the audit read, and every rule reached a verdict
+        assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+        metrics = {m["MetricName"] for m in job["FinalMetricDataList"]}
+        assert {"train:loss", "validation:accuracy", "test:accuracy"} <= metrics
+        assert any(e.kind == "metrics" and e.epoch == 1 for e in progress)
+        rule_statuses = job["DebugRuleEvaluationStatuses"] + job["ProfilerRuleEvaluationStatuses"]
+        assert len(rule_statuses) == len(DEBUGGER_RULES) + len(PROFILER_RULES)
+        assert all(s["RuleEvaluationStatus"] in {"NoIssuesFound", "IssuesFound", "Error"} for s in rule_statuses)
+        artifact = job["ModelArtifacts"]["S3ModelArtifacts"]
+        # WHEN its artifact is deployed as DeployEndpoint does
+        sm.create_model(
+            ModelName="dogs-tiny",
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={
+                "Image": "pytorch-inference",
+                "ModelDataUrl": artifact,
+                "Environment": {
+                    "SAGEMAKER_PROGRAM": "inference.py",
+                    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                },
+            },
+        )
+        variant = {"VariantName": "AllTraffic", "ModelName": "dogs-tiny", "InitialInstanceCount": 1}
+        sm.create_endpoint_config(
+            EndpointConfigName="ec-tiny", ProductionVariants=[variant | {"InstanceType": "ml.m5.large"}]
+        )
+        sm.create_endpoint(EndpointName="dogs", EndpointConfigName="ec-tiny")
+        local.wait_idle(300)
+        assert sm.describe_endpoint(EndpointName="dogs")["EndpointStatus"] == "InService"
+        # THEN a test image gets a prediction naming one of the two classes
+        with zipfile.ZipFile(dataset) as archive:
+            image_name = next(n for n in archive.namelist() if "/test/" in n and n.endswith(".jpg"))
+            image = archive.read(image_name)
+        response = boto3.client("sagemaker-runtime", region_name=REGION).invoke_endpoint(
+            EndpointName="dogs", Body=image, ContentType="image/jpeg"
+        )
+        predictions = json.loads(response["Body"].read())["predictions"]
+    classes = {name.split("/")[2] for name in zipfile.ZipFile(dataset).namelist() if name.count("/") == 3}
+    assert {p["label"] for p in predictions} <= classes
+    assert sum(p["probability"] for p in predictions) == pytest.approx(1.0, abs=1e-3)

@@ -1,0 +1,560 @@
+"""The offline run: the whole retraining pipeline on this machine, with no AWS account and no Docker.
+
+The AWS side is created in-process with moto from template.yaml itself; the dataset zip is uploaded under
+``incoming/`` and the execution starts through the template's EventBridge rule (``--schedule`` fires the schedule
+instead). moto's Step Functions engine executes ``state_machine/retrain.asl.json``; its Lambda tasks run our real
+handlers; SageMaker jobs run the real ``training_code`` as local subprocesses under the container contract, and the
+endpoint is served locally from the model artifact with ``inference.py``.
+
+    python -m offline.run                               # a generated sample dataset, small and quick
+    python -m offline.run --dataset ~/dogImages.zip     # your own zip; the template's expected counts apply
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What one offline run does; the defaults finish in a few minutes on 2 CPU cores and visit every state."""
+
+    dataset: Path | None = None
+    classes: int = 4
+    counts: tuple[int, int, int] = (48, 12, 12)
+    expected_classes: int | None = None
+    expected_counts: tuple[int, int, int] | None = None
+    tuning_jobs: int = 2
+    tuning_epochs: int = 1
+    epochs: int = 3
+    image_size: int = 64
+    schedule: bool = False
+    output: Path = field(default_factory=lambda: REPO_ROOT / "runs" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
+    parameters: tuple[tuple[str, str], ...] = ()
+    quiet: bool = False
+
+    def template_parameters(self, generated_counts: tuple[int, int, int] | None) -> dict[str, str]:
+        parameters = {
+            "MaxTuningJobs": str(self.tuning_jobs),
+            "MaxParallelTuningJobs": "1",
+            "TuningEpochs": str(self.tuning_epochs),
+            "TrainingEpochs": str(self.epochs),
+            # Real one-second waits: the local jobs take real time and each poll is a real status call.
+            "PollIntervalSeconds": "1",
+            "ExtraHyperparameters": json.dumps({"image_size": self.image_size}),
+        }
+        expected_classes = self.expected_classes or (self.classes if generated_counts else None)
+        expected_counts = self.expected_counts or generated_counts
+        if expected_classes is not None:
+            parameters["ExpectedClasses"] = str(expected_classes)
+        if expected_counts is not None:
+            train, valid, test = expected_counts
+            parameters |= {
+                "ExpectedTrainImages": str(train),
+                "ExpectedValidImages": str(valid),
+                "ExpectedTestImages": str(test),
+            }
+        return parameters | dict(self.parameters)
+
+
+@dataclass
+class StateVisit:
+    name: str
+    type: str
+    entered: datetime
+    exited: datetime | None = None
+    outcome: str = "running"
+    output: dict[str, Any] | None = None
+
+    @property
+    def seconds(self) -> float:
+        end = self.exited or datetime.now(UTC)
+        return (end - self.entered).total_seconds()
+
+
+@dataclass
+class RunResult:
+    status: str
+    execution_arn: str
+    error: str | None
+    cause: str | None
+    visits: list[StateVisit]
+    final_state: dict[str, Any]
+    record: dict[str, Any]
+    output_dir: Path
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCEEDED"
+
+
+class Console:
+    """Progress lines with the elapsed time, safe to call from the executor's worker threads."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.started = time.monotonic()
+        self.quiet = quiet
+        self._lock = threading.Lock()
+
+    def say(self, message: str) -> None:
+        if self.quiet:
+            return
+        elapsed = time.monotonic() - self.started
+        with self._lock:
+            print(f"[{int(elapsed // 60):02d}:{elapsed % 60:04.1f}] {message}", flush=True)
+
+
+def _error_message(cause: str | None) -> str:
+    """A Lambda error's Cause is the JSON of errorMessage/errorType/stackTrace: show the message plainly."""
+    if not cause:
+        return ""
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause
+    return str(parsed.get("errorMessage", cause)) if isinstance(parsed, dict) else cause
+
+
+def _fake_aws_environment() -> None:
+    # moto needs credentials and a region; never real ones.
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="offline",
+        AWS_SECRET_ACCESS_KEY="offline",
+        AWS_SESSION_TOKEN="offline",
+        AWS_DEFAULT_REGION=os.environ.get("OFFLINE_REGION", "us-east-1"),
+        POWERTOOLS_TRACE_DISABLED="true",
+        POWERTOOLS_METRICS_NAMESPACE="DogBreedRetraining",
+        POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+    )
+    os.environ.pop("AWS_PROFILE", None)
+
+
+class OfflinePipeline:
+    """The stack from template.yaml in moto, with the local SageMaker; several runs may share one instance."""
+
+    def __init__(self, work_dir: Path, parameters: dict[str, str], console: Console) -> None:
+        self.work_dir = work_dir
+        self.parameters = parameters
+        self.console = console
+        self._stack = ExitStack()
+
+    def __enter__(self) -> OfflinePipeline:
+        import logging
+
+        from moto import mock_aws
+
+        from offline.local_sagemaker import LocalSageMaker
+        from offline.moto_shims import offline_aws_patches
+        from offline.stack import Template, deploy_to_moto
+
+        _fake_aws_environment()
+        for noisy in ("moto", "botocore", "aws_lambda_powertools"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        # moto's Step Functions engine reports every caught task failure as an exception log line.
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+        self._stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
+        self._stack.enter_context(offline_aws_patches(include_sagemaker_actions=False, fast_timers=False))
+        self.sagemaker = self._stack.enter_context(
+            LocalSageMaker(self.work_dir / "sagemaker", progress=self._on_progress, log=self._on_log)
+        )
+        self.template = Template(parameters=self.parameters)
+        self.stack = deploy_to_moto(self.template)
+        self.console.say(
+            f"stack from template.yaml: bucket {self.stack.bucket}, {len(self.stack.functions)} functions, "
+            f"state machine {self.stack.state_machine_arn.rsplit(':', 1)[-1]}, rules {sorted(self.stack.rules)}"
+        )
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+    # -- progress ---------------------------------------------------------------------------------------------
+
+    def _on_progress(self, event: Any) -> None:
+        if event.kind == "metrics" and event.metrics:
+            shown = " ".join(f"{k}={v:.4g}" for k, v in event.metrics.items())
+            where = f"trial {event.trial}/{event.trials} " if event.trial else ""
+            epoch = f"epoch {event.epoch} " if event.epoch else ""
+            self.console.say(f"    {event.resource}: {where}{epoch}{shown}")
+        elif event.kind == "note":
+            self.console.say(f"    note: {event.message}")
+        else:
+            self.console.say(f"    {event.resource}: {event.message}")
+
+    def _on_log(self, resource: str, line: str) -> None:
+        log_dir = self.work_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with (log_dir / f"{resource}.log").open("a") as log:
+            log.write(line.rstrip("\n") + "\n")
+
+    # -- triggers -----------------------------------------------------------------------------------------------
+
+    def upload(self, zip_path: Path, key: str) -> None:
+        import boto3
+
+        boto3.client("s3").upload_file(str(zip_path), self.stack.bucket, key)
+        self.console.say(f"uploaded {zip_path.name} to s3://{self.stack.bucket}/{key}")
+
+    def fire_schedule(self) -> None:
+        from offline.moto_shims import fire_schedule
+
+        (schedule,) = [event for event in self.stack.rules.values() if event.kind == "Schedule"]
+        fire_schedule(schedule.rule_name)
+        self.console.say(f"fired the schedule rule {schedule.rule_name}")
+
+    def executions(self) -> list[dict[str, Any]]:
+        import boto3
+
+        response = boto3.client("stepfunctions").list_executions(stateMachineArn=self.stack.state_machine_arn)
+        return list(response["executions"])
+
+    # -- one run ------------------------------------------------------------------------------------------------
+
+    def run(self, trigger: Callable[[], None], output_dir: Path, timeout: float = 3600) -> RunResult:
+        import boto3
+
+        sfn = boto3.client("stepfunctions")
+        known = {e["executionArn"] for e in self.executions()}
+        trigger()
+        execution_arn = self._wait_for_new_execution(known)
+        self.console.say(f"execution started by EventBridge: {execution_arn.rsplit(':', 1)[-1]}")
+        visits: list[StateVisit] = []
+        seen_events = 0
+        deadline = time.monotonic() + timeout
+        while True:
+            description = sfn.describe_execution(executionArn=execution_arn)
+            events = list(_history(sfn, execution_arn))
+            for event in events[seen_events:]:
+                self._follow(event, visits)
+            seen_events = len(events)
+            if description["status"] != "RUNNING":
+                break
+            if time.monotonic() > deadline:
+                sfn.stop_execution(executionArn=execution_arn, error="OfflineTimeout", cause="the offline run gave up")
+                raise TimeoutError(f"execution still running after {timeout:.0f} s")
+            time.sleep(0.3)
+        self.sagemaker.wait_idle(timeout=300)
+        final_state = _final_state(events)
+        result = RunResult(
+            status=description["status"],
+            execution_arn=execution_arn,
+            error=description.get("error"),
+            cause=description.get("cause"),
+            visits=visits,
+            final_state=final_state,
+            record={},
+            output_dir=output_dir,
+        )
+        result.record = self._record(result, events)
+        self._write_outputs(result, events)
+        return result
+
+    def _wait_for_new_execution(self, known: set[str], timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            fresh = [e for e in self.executions() if e["executionArn"] not in known]
+            if fresh:
+                return str(fresh[0]["executionArn"])
+            time.sleep(0.1)
+        raise RuntimeError("no execution started: the EventBridge rule did not match the trigger")
+
+    def _follow(self, event: dict[str, Any], visits: list[StateVisit]) -> None:
+        kind = event["type"]
+        if kind.endswith("StateEntered"):
+            details = event["stateEnteredEventDetails"]
+            visits.append(StateVisit(details["name"], kind.removesuffix("StateEntered"), event["timestamp"]))
+            if visits[-1].type not in ("Wait", "Choice"):
+                self.console.say(f"> {details['name']}")
+        elif kind.endswith("StateExited") and visits:
+            details = event["stateExitedEventDetails"]
+            visit = visits[-1]
+            visit.exited = event["timestamp"]
+            visit.outcome = "succeeded" if visit.outcome == "running" else visit.outcome
+            output = json.loads(details.get("output") or "{}")
+            visit.output = output if isinstance(output, dict) else None
+            if visit.type not in ("Wait", "Choice"):
+                self.console.say(f"< {visit.name} {visit.outcome} ({visit.seconds:.1f} s){_summary(visit)}")
+        elif kind in ("LambdaFunctionFailed", "TaskFailed") and visits:
+            details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+            visits[-1].outcome = f"caught {details.get('error')}"
+            self.console.say(f"! {visits[-1].name}: {details.get('error')}: {_error_message(details.get('cause'))}")
+        elif kind == "ExecutionFailed" and visits:
+            visits[-1].exited = event["timestamp"]
+            visits[-1].outcome = "failed"
+
+    # -- results -------------------------------------------------------------------------------------------------
+
+    def _record(self, result: RunResult, events: list[dict[str, Any]]) -> dict[str, Any]:
+        import boto3
+
+        state = result.final_state
+        sagemaker = boto3.client("sagemaker")
+        record: dict[str, Any] = {
+            "execution": result.execution_arn,
+            "status": result.status,
+            "error": result.error,
+            "cause": _error_message(result.cause),
+            "trigger": state.get("dataset", {}).get("trigger"),
+            "dataset": state.get("dataset"),
+            "tuning": state.get("tuning"),
+            "best": state.get("best"),
+            "training": state.get("training"),
+            "rules": state.get("rules"),
+            "deployment": state.get("deployment"),
+            "states": [
+                {"name": v.name, "type": v.type, "seconds": round(v.seconds, 2), "outcome": v.outcome}
+                for v in result.visits
+            ],
+            "local_tuner": "trials sample the search ranges at random (SageMaker would use Bayesian search)",
+        }
+        training_job = (state.get("training") or {}).get("job_name")
+        if training_job:
+            job = sagemaker.describe_training_job(TrainingJobName=training_job)
+            record["metrics"] = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
+            record["model_artifact"] = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
+        endpoint_name = self.template.functions()["DeployEndpointFunction"].environment.get("ENDPOINT_NAME")
+        endpoints = {e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]}
+        if endpoint_name in endpoints:
+            endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
+            record["endpoint"] = {
+                "name": endpoint_name,
+                "status": endpoint["EndpointStatus"],
+                "serving_config": endpoint["EndpointConfigName"],
+                "last_deployment_config": endpoint.get("LastDeploymentConfig"),
+            }
+        return record
+
+    @property
+    def incoming_prefix(self) -> str:
+        return self.template.functions()["ValidateDatasetFunction"].environment["INCOMING_PREFIX"]
+
+    def predict(self, result: RunResult, zip_path: Path) -> dict[str, Any] | None:
+        """One real prediction from the local endpoint on the first image of the dataset's test split."""
+        import boto3
+
+        endpoint = result.record.get("endpoint")
+        if not endpoint or endpoint["status"] != "InService":
+            return None
+        name, image = _first_test_image(zip_path)
+        runtime = boto3.client("sagemaker-runtime")
+        response = runtime.invoke_endpoint(
+            EndpointName=endpoint["name"], ContentType="image/jpeg", Accept="application/json", Body=image
+        )
+        return {"image": name, "prediction": json.loads(response["Body"].read())}
+
+    def _write_outputs(self, result: RunResult, events: list[dict[str, Any]]) -> None:
+        from offline.asl_graph import render_svg
+
+        result.output_dir.mkdir(parents=True, exist_ok=True)
+        (result.output_dir / "execution_history.json").write_text(json.dumps(events, indent=2, default=str))
+        (result.output_dir / "run_record.json").write_text(json.dumps(result.record, indent=2, default=str))
+        asl = json.loads((REPO_ROOT / "state_machine" / "retrain.asl.json").read_text())
+        failed = next((v.name for v in result.visits if v.outcome.startswith("caught")), None)
+        svg = render_svg(asl, [v.name for v in result.visits], failed_state=failed)
+        (result.output_dir / "state_machine.svg").write_text(svg)
+
+
+def _history(sfn: Any, execution_arn: str) -> Iterator[dict[str, Any]]:
+    paginator = sfn.get_paginator("get_execution_history")
+    for page in paginator.paginate(executionArn=execution_arn):
+        yield from page["events"]
+
+
+def _final_state(events: list[dict[str, Any]]) -> dict[str, Any]:
+    for event in reversed(events):
+        for key in ("stateExitedEventDetails", "stateEnteredEventDetails"):
+            if key in event:
+                payload = event[key].get("output" if key.startswith("stateExited") else "input")
+                if payload:
+                    parsed = json.loads(payload)
+                    if isinstance(parsed, dict):
+                        return parsed
+    return {}
+
+
+def _summary(visit: StateVisit) -> str:
+    """One line of what a state wrote, in the words of the contract (DESIGN.md's table)."""
+    out = visit.output or {}
+    pick = {
+        "ValidateDataset": lambda: f"dataset {out['dataset']['dataset_id']}: {out['dataset']['counts']}",
+        "StartTuning": lambda: f"tuning job {out['tuning']['job_name']}",
+        "PickBestJob": lambda: f"best {out['best']['training_job_name']} {out['best']['hyperparameters']}",
+        "StartTraining": lambda: f"training job {out['training']['job_name']}",
+        "CheckRules": lambda: f"rules {out['rules'].get('rules')}",
+        "DeployEndpoint": lambda: f"{out['deployment']['action']} {out['deployment']['endpoint_config']}",
+    }.get(visit.name)
+    try:
+        return f": {pick()}" if pick else ""
+    except (KeyError, TypeError):
+        return ""
+
+
+def _first_test_image(zip_path: Path) -> tuple[str, bytes]:
+    with zipfile.ZipFile(zip_path) as archive:
+        names = sorted(
+            n
+            for n in archive.namelist()
+            if "/test/" in f"/{n}" and n.lower().endswith(IMAGE_SUFFIXES) and "__MACOSX" not in n
+        )
+        if not names:
+            raise FileNotFoundError(f"{zip_path} has no image under test/")
+        return names[0], archive.read(names[0])
+
+
+def print_audit(result: RunResult, prediction: dict[str, Any] | None, out: Any = sys.stdout) -> None:
+    def line(text: str = "") -> None:
+        print(text, file=out)
+
+    line()
+    line(f"Execution {result.execution_arn.rsplit(':', 1)[-1]}: {result.status}")
+    line(f"{'state':<22} {'type':<8} {'seconds':>8}  outcome")
+    for visit in result.visits:
+        line(f"{visit.name:<22} {visit.type:<8} {visit.seconds:>8.1f}  {visit.outcome}")
+    record = result.record
+    if not result.succeeded:
+        line()
+        line(f"Error: {result.error}")
+        line(f"Cause: {_error_message(result.cause)}")
+        if record.get("endpoint"):
+            line(f"The endpoint keeps serving {record['endpoint']['serving_config']}.")
+    if record.get("best"):
+        best = record["best"]
+        line(
+            f"Chosen hyperparameters: {best.get('hyperparameters')} from {best.get('training_job_name')} "
+            f"({best.get('objective', {}).get('name')}={best.get('objective', {}).get('value')})"
+        )
+        line(f"  ({record['local_tuner']})")
+    if record.get("rules"):
+        line(f"Rule results: {record['rules'].get('rules')}")
+        for warning in record["rules"].get("warnings", []):
+            line(f"  warning: {warning}")
+    metrics = record.get("metrics") or {}
+    if "test:accuracy" in metrics:
+        line(f"Test accuracy: {metrics['test:accuracy']:.4f}")
+    if record.get("endpoint"):
+        endpoint = record["endpoint"]
+        line(f"Endpoint {endpoint['name']}: {endpoint['status']} on {endpoint['serving_config']}")
+    if prediction:
+        top = prediction["prediction"]
+        line(f"Prediction for {prediction['image']}: {json.dumps(top)[:400]}")
+    line(f"History, run record and graph: {result.output_dir}")
+
+
+def parse_args(argv: list[str]) -> RunOptions:
+    parser = argparse.ArgumentParser(prog="python -m offline.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", type=Path, help="your dataset zip (dogImages layout); default: a generated one")
+    parser.add_argument("--classes", type=int, default=RunOptions.classes, help="generated dataset: class count")
+    parser.add_argument(
+        "--counts",
+        type=int,
+        nargs=3,
+        metavar=("TRAIN", "VALID", "TEST"),
+        default=RunOptions.counts,
+        help="generated dataset: images per split",
+    )
+    parser.add_argument("--expected-classes", type=int, help="override the template's ExpectedClasses")
+    parser.add_argument("--expected-counts", type=int, nargs=3, metavar=("TRAIN", "VALID", "TEST"))
+    parser.add_argument("--tuning-jobs", type=int, default=RunOptions.tuning_jobs)
+    parser.add_argument("--tuning-epochs", type=int, default=RunOptions.tuning_epochs)
+    parser.add_argument("--epochs", type=int, default=RunOptions.epochs, help="final training epochs")
+    parser.add_argument("--image-size", type=int, default=RunOptions.image_size, help="training resolution (px)")
+    parser.add_argument("--schedule", action="store_true", help="start through the schedule rule, not the upload")
+    parser.add_argument("--output", type=Path, help="folder for the history, run record and graph")
+    parser.add_argument(
+        "--parameter", action="append", default=[], metavar="NAME=VALUE", help="any other template parameter"
+    )
+    args = parser.parse_args(argv)
+    parameters = []
+    for item in args.parameter:
+        name, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--parameter {item!r}: expected NAME=VALUE")
+        parameters.append((name, value))
+    options = RunOptions(
+        dataset=args.dataset,
+        classes=args.classes,
+        counts=tuple(args.counts),
+        expected_classes=args.expected_classes,
+        expected_counts=tuple(args.expected_counts) if args.expected_counts else None,
+        tuning_jobs=args.tuning_jobs,
+        tuning_epochs=args.tuning_epochs,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        schedule=args.schedule,
+        parameters=tuple(parameters),
+    )
+    if args.output:
+        options = RunOptions(**{**options.__dict__, "output": args.output})
+    return options
+
+
+@contextmanager
+def offline_pipeline(options: RunOptions, console: Console) -> Iterator[tuple[OfflinePipeline, Path]]:
+    """The dataset (given or generated) and the pipeline brought up for it."""
+    options.output.mkdir(parents=True, exist_ok=True)
+    if options.dataset:
+        zip_path = options.dataset.expanduser().resolve()
+        if not zip_path.is_file():
+            raise FileNotFoundError(f"--dataset {zip_path}: no such file")
+        generated = None
+    else:
+        from offline.synthetic_dataset import write_dataset_zip
+
+        zip_path = options.output / "sample_dataset.zip"
+        write_dataset_zip(zip_path, num_classes=options.classes, counts=options.counts, image_size=96)
+        generated = options.counts
+        console.say(f"generated {zip_path.name}: {options.classes} classes, train/valid/test {options.counts}")
+    with OfflinePipeline(options.output / "work", options.template_parameters(generated), console) as pipeline:
+        yield pipeline, zip_path
+
+
+def run_once(pipeline: OfflinePipeline, zip_path: Path, options: RunOptions, output_dir: Path) -> RunResult:
+    key = f"{pipeline.incoming_prefix}{zip_path.name}"
+    if options.schedule:
+        # The schedule takes the newest zip under incoming/: put it there without an upload event first.
+        return pipeline.run(lambda: (_quiet_put(pipeline, zip_path, key), pipeline.fire_schedule()), output_dir)
+    return pipeline.run(lambda: pipeline.upload(zip_path, key), output_dir)
+
+
+def _quiet_put(pipeline: OfflinePipeline, zip_path: Path, key: str) -> None:
+    import boto3
+
+    # Uploading would also trigger the S3 rule; stage the object under a name the rule ignores, then copy it
+    # with the rule disabled, so only the schedule starts the run.
+    events = boto3.client("events")
+    (upload_rule,) = [e.rule_name for e in pipeline.stack.rules.values() if e.kind == "EventBridgeRule"]
+    events.disable_rule(Name=upload_rule)
+    try:
+        boto3.client("s3").upload_file(str(zip_path), pipeline.stack.bucket, key)
+    finally:
+        events.enable_rule(Name=upload_rule)
+    pipeline.console.say(f"staged {zip_path.name} at s3://{pipeline.stack.bucket}/{key} (upload rule paused)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(sys.argv[1:] if argv is None else argv)
+    console = Console(options.quiet)
+    with offline_pipeline(options, console) as (pipeline, zip_path):
+        result = run_once(pipeline, zip_path, options, options.output)
+        prediction = pipeline.predict(result, zip_path) if result.succeeded else None
+    print_audit(result, prediction)
+    return 0 if result.succeeded else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
