@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: setup test lint typecheck unit demo bench clean
+.PHONY: setup test lint typecheck unit demo bench clean sam-validate sam-build
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,21 @@ test: lint typecheck
 
 unit: setup
 	$(PY) -m pytest tests/unit -q
+
+# SAM CLI lives in its own venv: its cfn-lint pin conflicts with the one the tests use.
+SAM_VENV := .venv-sam
+SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet "aws-sam-cli==1.170.0"
+	touch $@
+
+sam-validate: $(SAM_VENV)/.installed
+	$(SAM) validate --lint
+
+sam-build: $(SAM_VENV)/.installed
+	$(SAM) build
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage coverage.xml runs

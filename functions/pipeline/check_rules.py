@@ -118,7 +118,7 @@ def check_rules(training: Training, settings: Settings, sagemaker: SageMakerGate
     }
 
 
-@logger.inject_lambda_context(correlation_id_path="training.job_name")
+@logger.inject_lambda_context(correlation_id_path="execution_name")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -61,7 +61,7 @@ def poll_endpoint(deployment: Deployment, max_polls: int, sagemaker: SageMakerGa
     return summary
 
 
-@logger.inject_lambda_context(correlation_id_path="deployment.endpoint_config")
+@logger.inject_lambda_context(correlation_id_path="execution_name")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -83,7 +83,7 @@ def pick_best_job(tuning: Tuning, sagemaker: SageMakerGateway) -> dict[str, Any]
     return result
 
 
-@logger.inject_lambda_context(correlation_id_path="tuning.job_name")
+@logger.inject_lambda_context(correlation_id_path="execution_name")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return pick_best_job(Tuning.model_validate(event["tuning"]), sagemaker_gateway())

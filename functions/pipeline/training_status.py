@@ -65,7 +65,7 @@ def _stop(sagemaker: SageMakerGateway, job_name: str, status: str) -> str:
     return "it was asked to stop."
 
 
-@logger.inject_lambda_context(correlation_id_path="training.job_name")
+@logger.inject_lambda_context(correlation_id_path="execution_name")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return poll_training_job(Training.model_validate(event["training"]), load_settings().max_polls, sagemaker_gateway())

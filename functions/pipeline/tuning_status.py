@@ -77,7 +77,7 @@ def _stop(sagemaker: SageMakerGateway, job_name: str) -> str:
     return "it was asked to stop."
 
 
-@logger.inject_lambda_context(correlation_id_path="tuning.job_name")
+@logger.inject_lambda_context(correlation_id_path="execution_name")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return poll_tuning_job(Tuning.model_validate(event["tuning"]), load_settings().max_polls, sagemaker_gateway())
