@@ -28,7 +28,6 @@ import math
 import os
 import random
 import shutil
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,7 +38,7 @@ import dog_model
 import numpy as np
 import torch
 from debug_hook import DebugHook, create_debug_hook
-from debug_rules import ISSUES, evaluate_rules
+from debug_rules import ERROR, ISSUES, RULES, evaluate_rules
 from torch import nn
 from training_loop import (
     Compute,
@@ -138,9 +137,8 @@ def seed_everything(seed: int) -> None:
 
 
 def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
-    )
+    # A no-op where logging is already set up (a caller's, pytest's), so it never replaces their handlers.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # smdebug logs every tensor it registers at INFO.
     os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")
 
@@ -415,7 +413,8 @@ def write_rule_report(
         if hook.out_dir:
             rules = evaluate_rules(hook.out_dir)
         else:
-            rules = {"all": {"status": "Error", "details": f"no smdebug trial to evaluate: {hook.reason}"}}
+            missing = {"status": ERROR, "details": f"no smdebug trial to evaluate: {hook.reason}"}
+            rules = {name: dict(missing) for name in RULES}
     report = {
         "rules": rules,
         "issues_found": sorted(name for name, result in rules.items() if result["status"] == ISSUES),

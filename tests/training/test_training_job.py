@@ -1,0 +1,265 @@
+"""hpo.py and train_model.py run as SageMaker runs them: env contract, metrics, artifact, hook, resume."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import runpy
+import sys
+from pathlib import Path
+from typing import Any
+
+import dog_model
+import pytest
+import torch
+import training_job
+from conftest import FAST_ARGS, TINY_CLASSES, SageMakerPaths
+
+from offline.synthetic_dataset import class_folder_names
+from pipeline.common.metric_definitions import METRIC_DEFINITIONS
+
+TRAINING_CODE = Path(training_job.__file__).parent
+RULE_NAMES = {"VanishingGradient", "LossNotDecreasing", "Overfit", "Overtraining", "PoorWeightInitialization"}
+RULE_STATUSES = {"NoIssuesFound", "IssuesFound", "Error"}
+
+
+def run_script(script: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the script as ``python script args`` would (in this process, to share the imports); return stdout."""
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        runpy.run_path(str(TRAINING_CODE / script), run_name="__main__")
+    return output.getvalue()
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def train_model_run(tmp_path_factory: pytest.TempPathFactory, tiny_dataset_zip: Path) -> dict[str, Any]:
+    """One real 2-epoch train_model.py run under the SageMaker env, without a Debugger config, shared by tests."""
+    root = tmp_path_factory.mktemp("train_model")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("SM_CHANNEL_TRAINING", str(tiny_dataset_zip.parent))
+        monkeypatch.setenv("SM_MODEL_DIR", str(root / "model"))
+        monkeypatch.setenv("SM_OUTPUT_DATA_DIR", str(root / "output"))
+        monkeypatch.delenv("SMDEBUG_CONFIG_FILE_PATH", raising=False)
+        stdout = run_script("train_model.py", ["--epochs", "2", "--learning_rate", "0.05", *FAST_ARGS], monkeypatch)
+    return {"stdout": stdout, "model_dir": root / "model", "output_dir": root / "output"}
+
+
+def test_metric_definitions_match_real_training_output(train_model_run: dict[str, Any]) -> None:
+    # GIVEN the stdout of a real 2-epoch run and the jobs' MetricDefinitions
+    stdout = train_model_run["stdout"]
+    metrics = read_json(train_model_run["model_dir"] / "metrics.json")
+
+    # WHEN SageMaker's regexes are applied to it
+    found = {d["Name"]: [float(v) for v in re.findall(d["Regex"], stdout)] for d in METRIC_DEFINITIONS}
+
+    # THEN every metric is read: one value per epoch for the epoch metrics, one test accuracy at the end
+    assert len(found["train:loss"]) == len(found["validation:loss"]) == 2
+    assert len(found["train:images_per_second"]) == 2 and min(found["train:images_per_second"]) > 0
+    assert found["validation:accuracy"] == pytest.approx([e["valid_accuracy"] for e in metrics["epochs"]], abs=1e-4)
+    assert found["test:accuracy"] == pytest.approx([metrics["test_accuracy"]], abs=1e-4)
+    assert all(0.0 <= value <= 1.0 for value in found["validation:accuracy"] + found["test:accuracy"])
+
+
+def test_artifact_is_deployable_layout(train_model_run: dict[str, Any]) -> None:
+    model_dir: Path = train_model_run["model_dir"]
+
+    classes = read_json(model_dir / "classes.json")
+    model = dog_model.load_state(dog_model.build_model(len(classes)), str(model_dir / "model.pth"))
+
+    assert classes == class_folder_names(TINY_CLASSES)
+    assert model.fc.out_features == TINY_CLASSES
+    assert (model_dir / "code" / "inference.py").read_bytes() == (TRAINING_CODE / "inference.py").read_bytes()
+    assert (model_dir / "code" / "dog_model.py").read_bytes() == (TRAINING_CODE / "dog_model.py").read_bytes()
+    if (TRAINING_CODE / "inference_requirements.txt").is_file():
+        assert (model_dir / "code" / "requirements.txt").is_file()
+    metrics = read_json(model_dir / "metrics.json")
+    assert metrics["trainable"] == "all" and metrics["initial_weights"] == "random"
+    assert [epoch["epoch"] for epoch in metrics["epochs"]] == [1, 2]
+
+
+def test_train_model_evaluates_rules_on_its_own_local_trial(train_model_run: dict[str, Any]) -> None:
+    report = read_json(train_model_run["output_dir"] / "rule_report.json")
+
+    assert report["debug_hook"]["source"] == "local"
+    assert Path(report["trial_dir"]) == train_model_run["output_dir"] / "debug-trial"
+    assert set(report["rules"]) == RULE_NAMES
+    assert all(result["status"] in RULE_STATUSES and result["details"] for result in report["rules"].values())
+    # These rules have all the tensors they need in the local trial, so they must not end in Error.
+    for name in ("VanishingGradient", "Overfit", "Overtraining", "PoorWeightInitialization"):
+        assert report["rules"][name]["status"] != "Error", report["rules"][name]
+    timing = report["timing"]
+    assert timing["train_data_seconds"] >= 0 and timing["train_compute_seconds"] > 0
+    assert 0 <= timing["train_data_fraction"] < 1
+
+
+def test_one_epoch_without_a_hook_under_the_sagemaker_env(
+    sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the container env and hpo.py, which creates no local trial
+    # WHEN one epoch runs
+    stdout = run_script("hpo.py", ["--epochs", "1", *FAST_ARGS], monkeypatch)
+
+    # THEN it trained, saved the artifact and said there was no hook
+    assert "epoch=1 " in stdout and "test_accuracy=" in stdout
+    assert (sagemaker_env.model_dir / "model.pth").is_file()
+    report = read_json(sagemaker_env.output_data_dir / "rule_report.json")
+    assert report["debug_hook"]["source"] == "none" and report["rules"] == {}
+
+
+def _debugger_config(path: Path, tensors_dir: Path) -> Path:
+    """The file SageMaker writes from a job's DebugHookConfig (what smd.get_hook reads)."""
+    config = {
+        "LocalPath": str(tensors_dir),
+        "HookParameters": {"save_interval": "1"},
+        "CollectionConfigurations": [
+            {"CollectionName": "losses", "CollectionParameters": {}},
+            {"CollectionName": "gradients", "CollectionParameters": {"save_interval": "2"}},
+            {"CollectionName": "relu_input", "CollectionParameters": {"include_regex": ".*relu_input"}},
+        ],
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_one_epoch_with_the_debugger_config_saves_losses_and_gradients(
+    sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN a SageMaker Debugger hook config for the job
+    tensors = tmp_path / "tensors"
+    monkeypatch.setenv("SMDEBUG_CONFIG_FILE_PATH", str(_debugger_config(tmp_path / "hook.json", tensors)))
+
+    # WHEN one epoch of train_model.py runs
+    run_script("train_model.py", ["--epochs", "1", *FAST_ARGS], monkeypatch)
+
+    # THEN the trial holds losses in TRAIN and EVAL mode and gradients of the TRAIN steps
+    from smdebug import modes
+    from smdebug.trials import create_trial
+
+    trial = create_trial(str(tensors))
+    loss = trial.tensor(trial.tensor_names(collection="losses")[0])
+    assert len(loss.steps(mode=modes.TRAIN)) == 3 and len(loss.steps(mode=modes.EVAL)) == 1
+    gradients = trial.tensor_names(collection="gradients")
+    assert "gradient/ResNet_fc.weight" in gradients and "gradient/ResNet_conv1.weight" in gradients
+    assert trial.tensor("gradient/ResNet_fc.weight").steps(mode=modes.TRAIN) == [0, 2]  # the config's interval
+    assert trial.tensor("gradient/ResNet_fc.weight").steps(mode=modes.EVAL) == []  # no backward pass in EVAL
+    # In-place ReLUs were turned off: the saved ReLU inputs still hold their negative values.
+    relu_input = trial.tensor("layer1.0.relu_input_0").value(0, mode=modes.TRAIN)
+    assert relu_input.min() < 0
+    report = read_json(sagemaker_env.output_data_dir / "rule_report.json")
+    assert report["debug_hook"]["source"] == "sagemaker" and Path(report["trial_dir"]) == tensors
+    assert set(report["rules"]) == RULE_NAMES
+
+
+def test_training_runs_when_smdebug_is_missing(sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a container where smdebug cannot be imported
+    monkeypatch.setitem(sys.modules, "smdebug.pytorch", None)
+
+    # WHEN train_model.py runs
+    stdout = run_script("train_model.py", ["--epochs", "1", *FAST_ARGS], monkeypatch)
+
+    # THEN it still trains and reports every rule as not evaluated, with the reason
+    assert "epoch=1 " in stdout
+    report = read_json(sagemaker_env.output_data_dir / "rule_report.json")
+    assert set(report["rules"]) == RULE_NAMES
+    assert all(r["status"] == "Error" and "smdebug" in r["details"] for r in report["rules"].values())
+
+
+def test_resumed_run_finishes_the_same_epochs_as_an_uninterrupted_one(
+    sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN an uninterrupted 2-epoch run
+    run_script("hpo.py", ["--epochs", "2", "--checkpoint_dir", str(tmp_path / "ck_a"), *FAST_ARGS], monkeypatch)
+    uninterrupted = read_json(sagemaker_env.model_dir / "metrics.json")
+
+    # AND a run interrupted (spot reclaim) during epoch 2
+    real_train_one_epoch = training_job.train_one_epoch
+    calls = []
+
+    def interrupted_in_epoch_two(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("spot instance reclaimed")
+        return real_train_one_epoch(*args, **kwargs)
+
+    checkpoint_args = ["--epochs", "2", "--checkpoint_dir", str(tmp_path / "ck_b"), *FAST_ARGS]
+    with monkeypatch.context() as patch:
+        patch.setattr(training_job, "train_one_epoch", interrupted_in_epoch_two)
+        with pytest.raises(KeyboardInterrupt):
+            run_script("hpo.py", checkpoint_args, patch)
+
+    # WHEN the job restarts with the same checkpoint folder
+    stdout = run_script("hpo.py", checkpoint_args, monkeypatch)
+    resumed = read_json(sagemaker_env.model_dir / "metrics.json")
+
+    # THEN it runs only epoch 2, and ends where the uninterrupted run ended
+    assert "epoch=2 " in stdout and "epoch=1 " not in stdout
+    assert [e["epoch"] for e in resumed["epochs"]] == [1, 2]
+    assert resumed["epochs"][1]["train_loss"] == pytest.approx(uninterrupted["epochs"][1]["train_loss"], rel=1e-5)
+    assert resumed["test_accuracy"] == pytest.approx(uninterrupted["test_accuracy"])
+
+
+def test_frozen_backbone_trains_only_the_head(
+    sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN initial weights from a file (standing in for ImageNet weights) and trainable=fc
+    initial = dog_model.build_model(1000).state_dict()
+    torch.save(initial, tmp_path / "initial.pth")
+    args = ["--epochs", "2", *FAST_ARGS, "--weights", str(tmp_path / "initial.pth"), "--trainable", "fc"]
+
+    # WHEN hpo.py trains
+    run_script("hpo.py", args, monkeypatch)
+
+    # THEN the backbone is exactly the file's, the head learned, and the features were cached once
+    trained = torch.load(sagemaker_env.model_dir / "model.pth", weights_only=True)
+    assert torch.equal(trained["layer4.1.conv2.weight"], initial["layer4.1.conv2.weight"])
+    assert torch.equal(trained["bn1.running_mean"], initial["bn1.running_mean"])
+    assert trained["fc.weight"].shape == (TINY_CLASSES, 512)
+    metrics = read_json(sagemaker_env.model_dir / "metrics.json")
+    assert metrics["trainable"] == "fc" and metrics["timing"]["feature_cache_seconds"] > 0
+    assert metrics["epochs"][1]["train_loss"] < metrics["epochs"][0]["train_loss"]
+
+
+@pytest.mark.slow
+def test_learning_works_well_above_chance(
+    learnable_dataset_zip: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN a seeded learnable set of 4 classes (chance: 25%) and random initial weights
+    args = ["--data_dir", str(learnable_dataset_zip), "--model_dir", str(tmp_path / "m")]
+    args += ["--output_data_dir", str(tmp_path / "o"), "--epochs", "4", "--learning_rate", "0.05", *FAST_ARGS]
+
+    # WHEN hpo.py trains 4 epochs
+    run_script("hpo.py", args, monkeypatch)
+
+    # THEN validation and test accuracy end far above chance
+    metrics = read_json(tmp_path / "m" / "metrics.json")
+    assert metrics["valid_accuracy"] >= 0.6
+    assert metrics["test_accuracy"] >= 0.6
+
+
+def test_hyperparameters_accept_sagemaker_json_encoding() -> None:
+    parser = training_job.build_arg_parser(epochs=4, debug_dir_default="", description="test")
+
+    args = parser.parse_args(
+        ["--batch_size", '"64"', "--learning_rate", "0.01", "--epochs", "3", "--optimizer", '"adamw"',
+         "--debug_hook", '"false"', "--weight_decay", "5e-4"]
+    )  # fmt: skip
+
+    assert (args.batch_size, args.learning_rate, args.epochs) == (64, 0.01, 3)
+    assert args.optimizer == "adamw" and args.debug_hook is False and args.weight_decay == 5e-4
+
+
+def test_missing_inference_code_fails_before_training(
+    sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(training_job, "CODE_SOURCE_DIR", tmp_path)
+
+    with pytest.raises(FileNotFoundError, match=r"inference\.py is missing"):
+        run_script("hpo.py", ["--epochs", "1", *FAST_ARGS], monkeypatch)
+    assert not (sagemaker_env.model_dir / "model.pth").exists()
