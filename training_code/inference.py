@@ -1,13 +1,17 @@
 """Serving hooks for the dog-breed classifier, as the SageMaker PyTorch inference toolkit calls them.
 
 Artifact (``model_dir``): ``model.pth``, the state_dict of ``dog_model.build_model(len(classes))``, and
-``classes.json``, the class folder names in index order ("001.Affenpinscher", ...). This file, ``dog_model.py``
-and ``requirements.txt`` sit in ``code/``, which the container puts on ``sys.path``.
+``classes.json``, the class folder names in index order ("001.Affenpinscher", ...); optionally ``metrics.json``,
+whose ``image_size`` is the training resolution (default 224; the offline run trains at 64). This file,
+``dog_model.py`` and ``requirements.txt`` sit in ``code/``, which the container puts on ``sys.path``.
 
 Requests (``input_fn``):
 - ``image/jpeg``, ``image/png``, ``application/x-image``: the image bytes.
 - ``application/json``: ``{"image": "<base64>"}``, ``{"images": ["<base64>", ...]}`` (a batch, one forward pass),
   or the seed's format, the normalised (1, 3, 224, 224) tensor as nested lists. Optional ``"top_k"`` (default 5).
+
+``input_fn`` checks and unpacks the request; ``predict_fn`` decodes the images at the model's training resolution
+(which ``input_fn``, called without the model, cannot know) and runs them as one batch.
 
 Response (``output_fn``, ``application/json``)::
 
@@ -22,7 +26,8 @@ from ``sagemaker_inference.errors.BaseInferenceToolkitError``, the only exceptio
 ``UnsupportedFormatError`` included, becomes a 500.
 
 Speed: images are decoded with PIL ``draft`` (libjpeg scales down while decoding) exactly as training decodes
-them (``dog_data.decode_image``: squash to 224 x 224, bilinear), batches decode on threads (PIL releases the GIL),
+them (``dog_data.decode_image``: squash to the square training size, bilinear), batches decode on threads (PIL
+releases the GIL),
 and pixels stay uint8 NHWC until the model's device, where the permute to NCHW is the channels_last layout for
 free. The network has its BatchNorms folded into the convolutions and runs in channels_last, in bfloat16 where the
 hardware computes it natively (``avx512_bf16``/``amx_bf16`` CPUs, CUDA), else float32. Probabilities are float32.
@@ -51,7 +56,7 @@ from torch.fx.experimental.optimization import fuse as fold_batch_norms
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SIZE = 224
+DEFAULT_IMAGE_SIZE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_TOP_K = 5
@@ -109,16 +114,17 @@ class LoadedModel:
     breeds: tuple[str, ...]  # the same, readable
     device: torch.device
     compute_dtype: torch.dtype
+    image_size: int  # the training resolution: images are squashed to image_size x image_size
 
 
 @dataclass(frozen=True)
-class ImageBatch:
-    """What ``input_fn`` returns: uint8 pixels (N, 224, 224, 3), or the seed's normalised float (N, 3, 224, 224)."""
+class ParsedRequest:
+    """What ``input_fn`` returns: encoded image files, or the seed's normalised float tensor (N, 3, H, W)."""
 
-    pixels: torch.Tensor
-    normalised: bool
-    top_k: int | None
-    is_batch: bool  # answer with one list per image, even for one image
+    encoded_images: tuple[bytes, ...] = ()
+    normalised_tensor: torch.Tensor | None = None
+    top_k: int | None = None
+    is_batch: bool = False  # answer with one list per image, even for one image
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,17 @@ def read_class_labels(model_dir: Path) -> tuple[str, ...]:
     return tuple(labels)
 
 
+def read_image_size(model_dir: Path) -> int:
+    """The training resolution that training_job.py records in metrics.json; 224 when the artifact has none."""
+    path = model_dir / "metrics.json"
+    if not path.is_file():
+        return DEFAULT_IMAGE_SIZE
+    image_size = json.loads(path.read_text()).get("image_size", DEFAULT_IMAGE_SIZE)
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"{path}: image_size must be a positive integer, got {image_size!r}")
+    return image_size
+
+
 def prepare_network(model: nn.Module, device: torch.device, compute_dtype: torch.dtype) -> nn.Module:
     """Eval mode, BatchNorms folded into the convolutions, channels_last, weights in the compute dtype."""
     folded = fold_batch_norms(model.eval())
@@ -195,13 +212,15 @@ def load_model(model_dir: str | Path, *, device: torch.device | None = None, pre
         ) from error
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     compute_dtype = choose_compute_dtype(device, precision)
-    logger.info("serving %d classes on %s in %s", len(labels), device, compute_dtype)
+    image_size = read_image_size(model_dir)
+    logger.info("serving %d classes at %d px on %s in %s", len(labels), image_size, device, compute_dtype)
     return LoadedModel(
         network=prepare_network(model, device, compute_dtype),
         labels=labels,
         breeds=tuple(readable_breed(label) for label in labels),
         device=device,
         compute_dtype=compute_dtype,
+        image_size=image_size,
     )
 
 
@@ -211,10 +230,8 @@ def model_fn(model_dir: str) -> LoadedModel:
 
 def model_warmup_fn(model_dir: str, model: LoadedModel) -> None:
     """Called by sagemaker-inference >= 1.10 after model_fn: the first forward builds the oneDNN kernels."""
-    blank = ImageBatch(
-        pixels=torch.zeros(1, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8), normalised=False, top_k=1, is_batch=False
-    )
-    predict_fn(blank, model)
+    blank = torch.zeros(1, 3, model.image_size, model.image_size)
+    predict_fn(ParsedRequest(normalised_tensor=blank, top_k=1), model)
 
 
 # ---------------------------------------------------------------------------------------------------- input_fn
@@ -224,12 +241,12 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """Image bytes -> (224, 224, 3) uint8, the way dog_data.decode_image prepares training images."""
+def decode_image(data: bytes, image_size: int) -> np.ndarray:
+    """Image bytes -> (image_size, image_size, 3) uint8, the way dog_data.decode_image prepares training images."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image.draft("RGB", (IMAGE_SIZE, IMAGE_SIZE))
-            rgb = image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+            image.draft("RGB", (image_size, image_size))
+            rgb = image.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
     except UnidentifiedImageError as error:
         raise InvalidPayload(f"the body is not an image PIL can read ({len(data)} bytes)") from error
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
@@ -240,15 +257,15 @@ def decode_image(data: bytes) -> np.ndarray:
 _decode_pool: ThreadPoolExecutor | None = None
 
 
-def decode_images(payloads: list[bytes]) -> torch.Tensor:
-    """Decode a batch into one uint8 (N, 224, 224, 3) tensor; several images decode on threads."""
+def decode_images(payloads: tuple[bytes, ...], image_size: int) -> torch.Tensor:
+    """Decode a batch into one uint8 (N, image_size, image_size, 3) tensor; several images decode on threads."""
     global _decode_pool
     if len(payloads) == 1:
-        images = [decode_image(payloads[0])]
+        images = [decode_image(payloads[0], image_size)]
     else:
         if _decode_pool is None:
             _decode_pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="decode")
-        images = list(_decode_pool.map(decode_image, payloads))
+        images = list(_decode_pool.map(decode_image, payloads, [image_size] * len(payloads)))
     return torch.from_numpy(np.stack(images))
 
 
@@ -273,7 +290,7 @@ def _top_k_option(document: dict[str, object]) -> int | None:
     return top_k
 
 
-def _seed_tensor(document: list[object]) -> ImageBatch:
+def _seed_tensor(document: list[object]) -> ParsedRequest:
     # np.asarray walks nested lists in C: ~7x faster than torch.tensor on the seed's 150,528 floats.
     try:
         array = np.asarray(document, dtype=np.float32)
@@ -281,20 +298,20 @@ def _seed_tensor(document: list[object]) -> ImageBatch:
         raise InvalidPayload(f"the JSON tensor is not a rectangular array of numbers: {error}") from error
     if array.ndim == 3:
         array = array[np.newaxis]
-    expected = (3, IMAGE_SIZE, IMAGE_SIZE)
-    if array.ndim != 4 or array.shape[1:] != expected or array.shape[0] == 0:
+    # The spatial size is checked against the model's in predict_fn.
+    if array.ndim != 4 or array.shape[1] != 3 or array.shape[0] == 0:
         raise InvalidPayload(
-            f"wrong tensor shape {tuple(array.shape)}: expected (N, {', '.join(map(str, expected))}), "
+            f"wrong tensor shape {tuple(array.shape)}: expected (N, 3, {DEFAULT_IMAGE_SIZE}, {DEFAULT_IMAGE_SIZE}), "
             "a normalised RGB image batch"
         )
     if array.shape[0] > MAX_IMAGES_PER_REQUEST:
         raise InvalidPayload(f"{array.shape[0]} images in one request; at most {MAX_IMAGES_PER_REQUEST}")
     if not np.isfinite(array).all():
         raise InvalidPayload("the JSON tensor holds NaN or infinite values")
-    return ImageBatch(pixels=torch.from_numpy(array), normalised=True, top_k=None, is_batch=array.shape[0] > 1)
+    return ParsedRequest(normalised_tensor=torch.from_numpy(array), is_batch=array.shape[0] > 1)
 
 
-def _json_request(body: str | bytes) -> ImageBatch:
+def _json_request(body: str | bytes) -> ParsedRequest:
     try:
         document = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -305,20 +322,19 @@ def _json_request(body: str | bytes) -> ImageBatch:
         raise InvalidPayload('expected {"image": "<base64>"}, {"images": [...]} or a nested-list tensor')
     top_k = _top_k_option(document)
     if "image" in document:
-        pixels = decode_images([_base64_image(document["image"], '"image"')])
-        return ImageBatch(pixels=pixels, normalised=False, top_k=top_k, is_batch=False)
+        return ParsedRequest(encoded_images=(_base64_image(document["image"], '"image"'),), top_k=top_k)
     if "images" in document:
         encoded_images = document["images"]
         if not isinstance(encoded_images, list) or not encoded_images:
             raise InvalidPayload('"images" must be a non-empty list of base64 strings')
         if len(encoded_images) > MAX_IMAGES_PER_REQUEST:
             raise InvalidPayload(f"{len(encoded_images)} images in one request; at most {MAX_IMAGES_PER_REQUEST}")
-        payloads = [_base64_image(encoded, f'"images"[{i}]') for i, encoded in enumerate(encoded_images)]
-        return ImageBatch(pixels=decode_images(payloads), normalised=False, top_k=top_k, is_batch=True)
+        payloads = tuple(_base64_image(encoded, f'"images"[{i}]') for i, encoded in enumerate(encoded_images))
+        return ParsedRequest(encoded_images=payloads, top_k=top_k, is_batch=True)
     raise InvalidPayload(f'the JSON object needs an "image" or "images" key; found {sorted(document)[:5]}')
 
 
-def input_fn(request_body: str | bytes | bytearray, content_type: str | None) -> ImageBatch:
+def input_fn(request_body: str | bytes | bytearray, content_type: str | None) -> ParsedRequest:
     media_type = _media_type(content_type)
     if media_type not in IMAGE_CONTENT_TYPES and media_type != JSON_CONTENT_TYPE:
         supported = ", ".join(sorted([*IMAGE_CONTENT_TYPES, JSON_CONTENT_TYPE]))
@@ -329,24 +345,31 @@ def input_fn(request_body: str | bytes | bytearray, content_type: str | None) ->
         return _json_request(request_body)
     if isinstance(request_body, str):
         raise InvalidPayload(f"{media_type} needs the raw image bytes, not text")
-    return ImageBatch(pixels=decode_images([bytes(request_body)]), normalised=False, top_k=None, is_batch=False)
+    return ParsedRequest(encoded_images=(bytes(request_body),))
 
 
 # -------------------------------------------------------------------------------------------------- predict_fn
 
 
-def _model_input(batch: ImageBatch, model: LoadedModel) -> torch.Tensor:
+def _model_input(request: ParsedRequest, model: LoadedModel) -> torch.Tensor:
+    if request.normalised_tensor is not None:
+        inputs = request.normalised_tensor
+        if inputs.shape[2:] != (model.image_size, model.image_size):
+            raise InvalidPayload(
+                f"wrong tensor shape {tuple(inputs.shape)}: this model takes (N, 3, {model.image_size}, "
+                f"{model.image_size}), a normalised RGB image batch"
+            )
+        return inputs.to(model.device, dtype=model.compute_dtype, memory_format=torch.channels_last)
     # Pixels cross to the device as uint8, a quarter of the float bytes.
-    inputs = batch.pixels.to(model.device, non_blocking=True)
-    if not batch.normalised:
-        mean = torch.tensor(IMAGENET_MEAN, device=model.device).view(1, 3, 1, 1) * 255
-        scale = 1 / (torch.tensor(IMAGENET_STD, device=model.device).view(1, 3, 1, 1) * 255)
-        # NHWC permuted to NCHW is already the channels_last layout: no copy.
-        inputs = (inputs.permute(0, 3, 1, 2).float() - mean) * scale
-    return inputs.to(dtype=model.compute_dtype, memory_format=torch.channels_last)
+    pixels = decode_images(request.encoded_images, model.image_size).to(model.device, non_blocking=True)
+    mean = torch.tensor(IMAGENET_MEAN, device=model.device).view(1, 3, 1, 1) * 255
+    scale = 1 / (torch.tensor(IMAGENET_STD, device=model.device).view(1, 3, 1, 1) * 255)
+    # NHWC permuted to NCHW is already the channels_last layout: no copy.
+    normalised = (pixels.permute(0, 3, 1, 2).float() - mean) * scale
+    return normalised.to(dtype=model.compute_dtype, memory_format=torch.channels_last)
 
 
-def predict_fn(data: ImageBatch, model: LoadedModel) -> Prediction:
+def predict_fn(data: ParsedRequest, model: LoadedModel) -> Prediction:
     top_k = min(data.top_k or DEFAULT_TOP_K, len(model.labels))
     with torch.inference_mode():
         logits = model.network(_model_input(data, model))

@@ -53,9 +53,9 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def normalised_batch(images: list[bytes]) -> torch.Tensor:
-    """The seed client's preprocessing: (N, 3, 224, 224) ImageNet-normalised floats."""
-    pixels = torch.stack([torch.tensor(inference.decode_image(image)) for image in images])
+def normalised_batch(images: list[bytes], image_size: int = 224) -> torch.Tensor:
+    """The seed client's preprocessing: (N, 3, image_size, image_size) ImageNet-normalised floats."""
+    pixels = torch.stack([torch.tensor(inference.decode_image(image, image_size)) for image in images])
     mean = torch.tensor(inference.IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(inference.IMAGENET_STD).view(1, 3, 1, 1)
     return (pixels.permute(0, 3, 1, 2).float() / 255 - mean) / std
@@ -137,6 +137,7 @@ def test_model_fn_loads_the_artifact_with_readable_breed_names(
     assert model.labels == tuple(CLASS_LABELS)
     assert model.breeds == tuple(BREEDS)
     assert model.compute_dtype == torch.float32
+    assert model.image_size == 224  # no metrics.json: the seed's resolution
     assert not model.network.training
     assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in model.network.modules())
 
@@ -172,6 +173,40 @@ def test_model_fn_names_the_missing_class_list(model_dir: Path, tmp_path: Path) 
     (tmp_path / "model.pth").write_bytes((model_dir / "model.pth").read_bytes())
 
     with pytest.raises(FileNotFoundError, match=r"classes\.json"):
+        inference.model_fn(str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def small_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The offline run's artifact: trained at 64 px, which training_job.py records in metrics.json."""
+    directory = tmp_path_factory.mktemp("small_model")
+    for name in ("model.pth", "classes.json"):
+        (directory / name).write_bytes((model_dir / name).read_bytes())
+    (directory / "metrics.json").write_text(json.dumps({"image_size": 64, "test_accuracy": 0.5}))
+    return directory
+
+
+def test_images_are_served_at_the_training_resolution(small_model_dir: Path) -> None:
+    model = inference.load_model(small_model_dir, precision="float32")
+    image = jpeg(15)
+
+    from_image = serve(model, image, "image/jpeg")
+    from_64px_tensor = serve(model, json.dumps(normalised_batch([image], image_size=64).tolist()), "application/json")
+
+    assert model.image_size == 64
+    assert [e["probability"] for e in from_image["predictions"]] == pytest.approx(
+        [e["probability"] for e in from_64px_tensor["predictions"]], abs=1e-4
+    )
+    with pytest.raises(inference.InvalidPayload, match=r"this model takes \(N, 3, 64, 64\)"):
+        serve(model, json.dumps(normalised_batch([image]).tolist()), "application/json")
+
+
+def test_model_fn_rejects_a_nonsense_training_resolution(model_dir: Path, tmp_path: Path) -> None:
+    for name in ("model.pth", "classes.json"):
+        (tmp_path / name).write_bytes((model_dir / name).read_bytes())
+    (tmp_path / "metrics.json").write_text(json.dumps({"image_size": "large"}))
+
+    with pytest.raises(ValueError, match="image_size must be a positive integer"):
         inference.model_fn(str(tmp_path))
 
 
@@ -242,7 +277,10 @@ def test_preprocessing_matches_the_training_decode() -> None:
     # Large enough for draft() to decode at half scale.
     image = encoded(photo_like_image(7, size=(960, 720)), "JPEG")
 
-    np.testing.assert_array_equal(inference.decode_image(image), dog_data.decode_image(image, 224).numpy())
+    for image_size in (224, 64):
+        np.testing.assert_array_equal(
+            inference.decode_image(image, image_size), dog_data.decode_image(image, image_size).numpy()
+        )
 
 
 def test_seed_tensor_format_gives_the_image_answer(fp32_model) -> None:
