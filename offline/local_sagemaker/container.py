@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -163,8 +162,8 @@ def container_environment(
     return {**environment, **job_environment}
 
 
-def training_command(program: str, hyperparameters: Mapping[str, Any]) -> list[str]:
-    return [sys.executable, "-u", program, *command_line_arguments(hyperparameters)]
+def training_command(python: str, program: str, hyperparameters: Mapping[str, Any]) -> list[str]:
+    return [python, "-u", program, *command_line_arguments(hyperparameters)]
 
 
 @dataclass

@@ -284,8 +284,7 @@ class TrainingRun:
         self._transition("Training", "Training image download completed. Training in progress.")
         self.job.training_start_time = utcnow()
         hyperparameters = user_hyperparameters(decoded)
-        command = training_command(program, hyperparameters)
-        command[0] = self.services.python
+        command = training_command(self.services.python, program, hyperparameters)
         environment = container_environment(
             self.layout,
             program=program,
