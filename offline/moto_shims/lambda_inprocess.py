@@ -5,7 +5,8 @@ from EventBridge targets) reaches ``moto.awslambda.models.LambdaFunction.invoke`
 The handler comes from the function's ``Handler`` string (``package.module.function``) unless a test overrides
 it by function name; the function's ``Environment.Variables`` are set for the call; an exception becomes the
 Lambda runtime's error payload (``errorType`` is the exception's class name, which Step Functions matches in
-``ErrorEquals``).
+``ErrorEquals``); a Handler that does not import gives the runtime's ``Runtime.ImportModuleError`` or
+``Runtime.HandlerNotFound``. Not reproduced: the function's timeout is reported by the context but not enforced.
 """
 
 from __future__ import annotations
@@ -64,18 +65,34 @@ class Invocation:
     error_type: str | None
 
 
+class HandlerNotResolved(Exception):
+    """The function's Handler string names no importable callable; ``error_type`` is the Lambda runtime's."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
 def resolve_handler(handler_string: str) -> Handler:
     module_name, _, attribute = handler_string.rpartition(".")
     if not module_name:
-        raise ValueError(f"Handler {handler_string!r} is not of the form 'package.module.function'")
-    handler: Handler = getattr(importlib.import_module(module_name), attribute)
-    return handler
+        raise HandlerNotResolved("Runtime.MalformedHandlerName", f"Bad handler '{handler_string}': not enough values")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise HandlerNotResolved(
+            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {error}"
+        ) from error
+    handler = getattr(module, attribute, None)
+    if not callable(handler):
+        raise HandlerNotResolved("Runtime.HandlerNotFound", f"Handler '{attribute}' missing on module '{module_name}'")
+    return handler  # type: ignore[no-any-return]
 
 
 def _lambda_error_payload(exc: BaseException) -> dict[str, Any]:
     return {
         "errorMessage": str(exc),
-        "errorType": type(exc).__name__,
+        "errorType": exc.error_type if isinstance(exc, HandlerNotResolved) else type(exc).__name__,
         "stackTrace": traceback.format_tb(exc.__traceback__),
     }
 
@@ -125,7 +142,8 @@ class InProcessLambda(MotoPatch):
                 payload = json.dumps(result)
             except Exception as exc:  # the Lambda runtime turns any unhandled exception into this payload
                 response_headers["x-amz-function-error"] = "Unhandled"
-                self.invocations.append(Invocation(function.function_name, event, type(exc).__name__))
-                return json.dumps(_lambda_error_payload(exc)).encode("utf-8")
+                payload = _lambda_error_payload(exc)
+                self.invocations.append(Invocation(function.function_name, event, payload["errorType"]))
+                return json.dumps(payload).encode("utf-8")
         self.invocations.append(Invocation(function.function_name, event, None))
         return payload.encode("utf-8")

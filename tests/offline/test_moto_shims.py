@@ -99,6 +99,18 @@ def test_handler_exception_becomes_a_lambda_error_payload(handler_module: str) -
     assert error["stackTrace"]
 
 
+def test_handler_that_does_not_import_fails_like_the_lambda_runtime(handler_module: str) -> None:
+    create_function("no-module", "pipeline.no_such_state.lambda_handler")
+    create_function("no-function", f"{handler_module}.no_such_function")
+    client = boto3.client("lambda", region_name=REGION)
+    with InProcessLambda():
+        missing_module = json.loads(client.invoke(FunctionName="no-module", Payload=b"{}")["Payload"].read())
+        missing_function = json.loads(client.invoke(FunctionName="no-function", Payload=b"{}")["Payload"].read())
+    assert missing_module["errorType"] == "Runtime.ImportModuleError"
+    assert "pipeline.no_such_state" in missing_module["errorMessage"]
+    assert missing_function["errorType"] == "Runtime.HandlerNotFound"
+
+
 def test_override_replaces_the_handler_and_the_state_machine_catches_its_error_by_name() -> None:
     # GIVEN a state machine whose task catches DatasetInvalid, and an override that raises it
     class DatasetInvalid(Exception):
