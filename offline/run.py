@@ -36,12 +36,12 @@ class RunOptions:
 
     dataset: Path | None = None
     classes: int = 4
-    counts: tuple[int, int, int] = (48, 12, 12)
+    counts: tuple[int, int, int] = (160, 40, 40)
     expected_classes: int | None = None
     expected_counts: tuple[int, int, int] | None = None
     tuning_jobs: int = 2
-    tuning_epochs: int = 1
-    epochs: int = 3
+    tuning_epochs: int = 2
+    epochs: int = 4
     image_size: int = 64
     schedule: bool = False
     output: Path = field(default_factory=lambda: REPO_ROOT / "runs" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
@@ -140,6 +140,8 @@ def _fake_aws_environment() -> None:
         POWERTOOLS_TRACE_DISABLED="true",
         POWERTOOLS_METRICS_NAMESPACE="DogBreedRetraining",
         POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        # The handlers' EMF metric lines go to stdout, which is the progress display here.
+        POWERTOOLS_METRICS_DISABLED="true",
     )
     os.environ.pop("AWS_PROFILE", None)
 
@@ -152,6 +154,7 @@ class OfflinePipeline:
         self.parameters = parameters
         self.console = console
         self._stack = ExitStack()
+        self._last_poll: dict[str, dict[str, Any]] = {}
 
     def __enter__(self) -> OfflinePipeline:
         import logging
@@ -278,7 +281,7 @@ class OfflinePipeline:
         if kind.endswith("StateEntered"):
             details = event["stateEnteredEventDetails"]
             visits.append(StateVisit(details["name"], kind.removesuffix("StateEntered"), event["timestamp"]))
-            if visits[-1].type not in ("Wait", "Choice"):
+            if visits[-1].type not in ("Wait", "Choice") and not _is_poll(details["name"]):
                 self.console.say(f"> {details['name']}")
         elif kind.endswith("StateExited") and visits:
             details = event["stateExitedEventDetails"]
@@ -287,7 +290,11 @@ class OfflinePipeline:
             visit.outcome = "succeeded" if visit.outcome == "running" else visit.outcome
             output = json.loads(details.get("output") or "{}")
             visit.output = output if isinstance(output, dict) else None
-            if visit.type not in ("Wait", "Choice"):
+            if visit.type in ("Wait", "Choice"):
+                return
+            if _is_poll(visit.name):
+                self._report_poll(visit)
+            else:
                 self.console.say(f"< {visit.name} {visit.outcome} ({visit.seconds:.1f} s){_summary(visit)}")
         elif kind in ("LambdaFunctionFailed", "TaskFailed") and visits:
             details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
@@ -296,6 +303,16 @@ class OfflinePipeline:
         elif kind == "ExecutionFailed" and visits:
             visits[-1].exited = event["timestamp"]
             visits[-1].outcome = "failed"
+
+    def _report_poll(self, visit: StateVisit) -> None:
+        """A status poll is worth a line only when what it saw changed."""
+        key = {"GetTuningStatus": "tuning", "GetTrainingStatus": "training", "GetEndpointStatus": "deployment"}
+        status = dict(((visit.output or {}).get(key[visit.name]) or {}).get("status") or {})
+        status.pop("polls", None)
+        if status != self._last_poll.get(visit.name):
+            self._last_poll[visit.name] = status
+            shown = {k: v for k, v in status.items() if k != "done"}
+            self.console.say(f"  {visit.name}: {json.dumps(shown, default=str)}")
 
     # -- results -------------------------------------------------------------------------------------------------
 
@@ -387,6 +404,10 @@ def _final_state(events: list[dict[str, Any]]) -> dict[str, Any]:
     return {}
 
 
+def _is_poll(state_name: str) -> bool:
+    return state_name in ("GetTuningStatus", "GetTrainingStatus", "GetEndpointStatus")
+
+
 def _summary(visit: StateVisit) -> str:
     """One line of what a state wrote, in the words of the contract (DESIGN.md's table)."""
     out = visit.output or {}
@@ -416,15 +437,30 @@ def _first_test_image(zip_path: Path) -> tuple[str, bytes]:
         return names[0], archive.read(names[0])
 
 
+def audit_rows(visits: list[StateVisit]) -> list[dict[str, Any]]:
+    """The console's table, with each poll loop folded into one row per state (entries, total seconds)."""
+    rows: list[dict[str, Any]] = []
+    for visit in visits:
+        recent = rows[-5:]  # a poll loop is Wait -> status Task -> Choice: fold repeats within a short window
+        row = next((r for r in recent if r["name"] == visit.name), None)
+        if row is None:
+            row = {"name": visit.name, "type": visit.type, "entries": 0, "seconds": 0.0, "outcome": ""}
+            rows.append(row)
+        row["entries"] += 1
+        row["seconds"] += visit.seconds
+        row["outcome"] = visit.outcome
+    return rows
+
+
 def print_audit(result: RunResult, prediction: dict[str, Any] | None, out: Any = sys.stdout) -> None:
     def line(text: str = "") -> None:
         print(text, file=out)
 
     line()
     line(f"Execution {result.execution_arn.rsplit(':', 1)[-1]}: {result.status}")
-    line(f"{'state':<22} {'type':<8} {'seconds':>8}  outcome")
-    for visit in result.visits:
-        line(f"{visit.name:<22} {visit.type:<8} {visit.seconds:>8.1f}  {visit.outcome}")
+    line(f"  {'state':<22} {'type':<8} {'entered':>7} {'seconds':>8}  outcome")
+    for row in audit_rows(result.visits):
+        line(f"  {row['name']:<22} {row['type']:<8} {row['entries']:>7} {row['seconds']:>8.1f}  {row['outcome']}")
     record = result.record
     if not result.succeeded:
         line()
@@ -434,11 +470,11 @@ def print_audit(result: RunResult, prediction: dict[str, Any] | None, out: Any =
             line(f"The endpoint keeps serving {record['endpoint']['serving_config']}.")
     if record.get("best"):
         best = record["best"]
+        objective = best.get("objective", {})
         line(
             f"Chosen hyperparameters: {best.get('hyperparameters')} from {best.get('training_job_name')} "
-            f"({best.get('objective', {}).get('name')}={best.get('objective', {}).get('value')})"
+            f"({objective.get('name')}={objective.get('value')}; {record['local_tuner']})"
         )
-        line(f"  ({record['local_tuner']})")
     if record.get("rules"):
         line(f"Rule results: {record['rules'].get('rules')}")
         for warning in record["rules"].get("warnings", []):
@@ -448,11 +484,12 @@ def print_audit(result: RunResult, prediction: dict[str, Any] | None, out: Any =
         line(f"Test accuracy: {metrics['test:accuracy']:.4f}")
     if record.get("endpoint"):
         endpoint = record["endpoint"]
-        line(f"Endpoint {endpoint['name']}: {endpoint['status']} on {endpoint['serving_config']}")
+        line(f"Endpoint {endpoint['name']}: {endpoint['status']}, serving endpoint config {endpoint['serving_config']}")
     if prediction:
-        top = prediction["prediction"]
-        line(f"Prediction for {prediction['image']}: {json.dumps(top)[:400]}")
-    line(f"History, run record and graph: {result.output_dir}")
+        top = prediction["prediction"].get("predictions", prediction["prediction"])
+        shown = ", ".join(f"{p['breed']} {p['probability']:.2f}" for p in top[:3]) if isinstance(top, list) else top
+        line(f"Prediction for {prediction['image']}: {shown}")
+    line(f"Execution history, run record and state machine graph: {result.output_dir}")
 
 
 def parse_args(argv: list[str]) -> RunOptions:

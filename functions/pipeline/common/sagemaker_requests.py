@@ -203,7 +203,8 @@ def training_job_request(
     }
     if settings.debugger_rules_enabled:
         request["DebugHookConfig"] = {
-            "S3OutputPath": f"{output_uri}{job_name}/debug-output",
+            # SageMaker appends <job>/debug-output itself, as the SDK's default hook config relies on.
+            "S3OutputPath": output_uri,
             "HookParameters": dict(HOOK_PARAMETERS),
             "CollectionConfigurations": [dict(collection) for collection in HOOK_COLLECTIONS],
         }

@@ -160,7 +160,7 @@ def test_rule_configurations_are_what_the_sdk_rules_send(settings: Settings, dat
 def test_hook_config_matches_the_sdk_encoding(settings: Settings, dataset: Dataset) -> None:
     ours = training_job_request(settings, dataset, BEST, "train-1", CODE_URI, "us-east-1")["DebugHookConfig"]
     sdk = DebuggerHookConfig(
-        s3_output_path="s3://dog-data/jobs/251125-015343-3f9a1c/train-1/debug-output",
+        s3_output_path="s3://dog-data/jobs/251125-015343-3f9a1c/",
         hook_parameters={"train.save_interval": "100", "eval.save_interval": "10"},
         collection_configs=[
             CollectionConfig("weights"),

@@ -75,7 +75,7 @@ def _expected_request(code_uri: str) -> dict[str, Any]:
             {"Key": "dataset-id", "Value": "3f9a1c0d7e2b"},
         ],
         "DebugHookConfig": {
-            "S3OutputPath": f"{OUTPUT}{JOB}/debug-output",
+            "S3OutputPath": OUTPUT,
             "HookParameters": {"train.save_interval": "100", "eval.save_interval": "10"},
             "CollectionConfigurations": [
                 {"CollectionName": "weights"},
