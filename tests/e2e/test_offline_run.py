@@ -1,0 +1,151 @@
+"""The offline run end to end: template.yaml in moto, the real ASL, handlers, training code and endpoint.
+
+One pipeline serves the whole module, as a deployed stack serves successive uploads: a first run creates the
+endpoint, a bad dataset fails without touching it, and a second run replaces the model blue/green.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from offline.run import Console, OfflinePipeline, RunOptions, RunResult, audit_rows, main, print_audit
+from offline.synthetic_dataset import write_dataset_zip
+
+pytestmark = pytest.mark.slow
+
+CLASSES, COUNTS = 3, (36, 9, 9)
+# A model trained for seconds on 36 images may well overfit: the gate keeps Overfit/Overtraining as warnings here.
+BLOCKING = "VanishingGradient,LossNotDecreasing,PoorWeightInitialization"
+OPTIONS = RunOptions(
+    classes=CLASSES,
+    counts=COUNTS,
+    tuning_jobs=1,
+    tuning_epochs=1,
+    epochs=3,
+    image_size=32,
+    parameters=(("BlockingRules", BLOCKING),),
+)
+ENDPOINT = "dog-breed-classifier"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_dataset_zip(
+        tmp_path_factory.mktemp("data") / "dogs.zip", num_classes=CLASSES, counts=COUNTS, image_size=48
+    )
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfflinePipeline]:
+    work = tmp_path_factory.mktemp("offline")
+    with pytest.MonkeyPatch.context() as env:  # the module-scoped twin of tests/conftest.py's credentials
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        with OfflinePipeline(work, OPTIONS.template_parameters(COUNTS), Console(quiet=True)) as offline:
+            yield offline
+
+
+@pytest.fixture(scope="module")
+def first_run(pipeline: OfflinePipeline, dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    output = tmp_path_factory.mktemp("first")
+    return pipeline.run(lambda: pipeline.upload(dataset, "incoming/dogs.zip"), output)
+
+
+def _serving_config() -> str:
+    return str(boto3.client("sagemaker").describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"])
+
+
+def test_upload_runs_every_state_and_the_endpoint_serves(
+    pipeline: OfflinePipeline, first_run: RunResult, dataset: Path
+) -> None:
+    # GIVEN a dataset zip uploaded under incoming/ (the execution started through the template's rule)
+    # THEN every state of the flow ran and the run succeeded
+    assert first_run.succeeded, (first_run.error, first_run.cause)
+    entered = {visit.name for visit in first_run.visits}
+    asl = json.loads(Path("state_machine/retrain.asl.json").read_text())
+    assert entered == set(asl["States"]) - {"NotifyFailure", "RunFailed"}
+    # the audit has the chosen hyperparameters, every rule's verdict and the test accuracy
+    record = first_run.record
+    assert set(record["best"]["hyperparameters"]) == {"batch_size", "learning_rate"}
+    verdicts = record["rules"]["rules"]
+    assert set(verdicts) == {*BLOCKING.split(","), "Overfit", "Overtraining", "ProfilerReport"}
+    assert {verdicts[rule] for rule in BLOCKING.split(",")} == {"NoIssuesFound"}
+    assert 0.0 <= record["metrics"]["test:accuracy"] <= 1.0
+    assert record["endpoint"]["serving_config"] == record["deployment"]["endpoint_config"]
+    # and the endpoint answers a real prediction on a test image with one of the dataset's breeds
+    prediction = pipeline.predict(first_run, dataset)
+    assert prediction is not None
+    with zipfile.ZipFile(dataset) as archive:
+        labels = {name.split("/")[2] for name in archive.namelist() if name.count("/") == 3}
+    assert {p["label"] for p in prediction["prediction"]["predictions"]} <= labels
+    # the run's files are written
+    for name in ("execution_history.json", "run_record.json", "state_machine.svg"):
+        assert (first_run.output_dir / name).stat().st_size > 0
+
+
+def test_bad_dataset_fails_in_validation_and_leaves_the_endpoint(
+    pipeline: OfflinePipeline, first_run: RunResult, tmp_path: Path
+) -> None:
+    # GIVEN a serving endpoint and a zip with a class missing from the test split
+    serving = _serving_config()
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as archive:
+        for split, count in zip(("train", "valid", "test"), COUNTS, strict=True):
+            classes = CLASSES - 1 if split == "test" else CLASSES
+            for index in range(count):
+                archive.writestr(f"{split}/{index % classes + 1:03d}.Breed_{index % classes}/{index}.jpg", b"jpeg")
+    # WHEN it is uploaded
+    result = pipeline.run(lambda: pipeline.upload(bad, "incoming/bad.zip"), tmp_path / "out")
+    # THEN the run fails in ValidateDataset with the specific reason, and nothing after it ran
+    assert result.status == "FAILED"
+    assert result.error == "DatasetInvalid"
+    assert "test" in (result.cause or "")
+    assert [v.name for v in result.visits] == ["LoadRunSettings", "ValidateDataset", "NotifyFailure", "RunFailed"]
+    assert _serving_config() == serving
+
+
+def test_second_upload_replaces_the_model_blue_green(
+    pipeline: OfflinePipeline, first_run: RunResult, dataset: Path, tmp_path: Path
+) -> None:
+    # GIVEN the first model serving
+    before = _serving_config()
+    # WHEN a new dataset version is uploaded
+    result = pipeline.run(lambda: pipeline.upload(dataset, "incoming/dogs.zip"), tmp_path)
+    # THEN the endpoint was updated (not created) with a blue/green deployment config and serves the new config
+    assert result.succeeded, (result.error, result.cause)
+    assert result.record["deployment"]["action"] == "update"
+    endpoint = boto3.client("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
+    assert endpoint["EndpointConfigName"] == result.record["deployment"]["endpoint_config"] != before
+    assert "BlueGreenUpdatePolicy" in endpoint["LastDeploymentConfig"]
+    rows = {row["name"]: row for row in audit_rows(result.visits)}
+    assert rows["GetEndpointStatus"]["outcome"] == "succeeded"
+
+
+def test_audit_prints_states_and_the_cause_of_a_failure(first_run: RunResult) -> None:
+    failed = RunResult(
+        status="FAILED",
+        execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:e",
+        error="RuleIssuesFound",
+        cause=json.dumps({"errorMessage": "Overfit IssuesFound", "errorType": "RuleIssuesFound"}),
+        visits=first_run.visits,
+        final_state={},
+        record={"endpoint": {"name": ENDPOINT, "status": "InService", "serving_config": "old"}},
+        output_dir=first_run.output_dir,
+    )
+    lines: list[str] = []
+    print_audit(failed, None, out=type("Out", (), {"write": lambda _, s: lines.append(s), "flush": lambda _: None})())
+    text = "".join(lines)
+    assert "Error: RuleIssuesFound" in text
+    assert "Cause: Overfit IssuesFound" in text  # the Lambda error JSON is unwrapped
+    assert "keeps serving old" in text
+    assert "ValidateDataset" in text
+
+
+def test_command_line_rejects_a_missing_dataset(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        main(["--dataset", str(tmp_path / "nope.zip"), "--output", str(tmp_path)])
