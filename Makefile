@@ -1,5 +1,5 @@
 # Every target runs offline. `make setup` builds .venv from nothing (Python 3.11).
-PYTHON ?= python3.11
+PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 export AWS_DEFAULT_REGION ?= us-east-1
@@ -28,6 +28,16 @@ test: lint typecheck
 
 unit: setup
 	$(PY) -m pytest tests/unit -q
+
+# The whole pipeline offline on a generated sample dataset. ARGS passes options: make demo ARGS="--dataset my.zip"
+demo: setup
+	$(PY) -m offline.run $(ARGS)
+
+# Benchmarks print figures and ratios against a baseline measured in the same run (never part of `make test`).
+bench: setup
+	$(PY) benchmarks/validate_dataset_bench.py --small
+	$(PY) benchmarks/inference_speed.py
+	$(PY) benchmarks/training_speed.py
 
 # SAM CLI lives in its own venv: its cfn-lint pin conflicts with the one the tests use.
 SAM_VENV := .venv-sam
