@@ -55,7 +55,7 @@ def b64(data: bytes) -> str:
 
 def normalised_batch(images: list[bytes], image_size: int = 224) -> torch.Tensor:
     """The seed client's preprocessing: (N, 3, image_size, image_size) ImageNet-normalised floats."""
-    pixels = torch.stack([torch.tensor(inference.decode_image(image, image_size)) for image in images])
+    pixels = torch.stack([inference.decode_image(image, image_size) for image in images])
     mean = torch.tensor(inference.IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(inference.IMAGENET_STD).view(1, 3, 1, 1)
     return (pixels.permute(0, 3, 1, 2).float() / 255 - mean) / std
@@ -154,9 +154,11 @@ def test_folded_network_computes_what_the_trained_model_computes(model_dir: Path
     original = dog_model.load_state(dog_model.build_model(len(CLASS_LABELS)), str(model_dir / "model.pth")).eval()
     images = torch.randn(2, 3, 224, 224)
 
+    # The prepared network takes centred 0-255 pixels: normalised x PIXEL_STD.
+    centred = (images * inference.PIXEL_STD).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         expected = original(images)
-        folded = fp32_model.network(images.contiguous(memory_format=torch.channels_last))
+        folded = fp32_model.network(centred)
 
     torch.testing.assert_close(folded, expected, rtol=1e-4, atol=1e-3)
 
@@ -273,14 +275,21 @@ def test_batch_of_three_images_gives_one_ranking_each_in_order(fp32_model) -> No
         )
 
 
-def test_preprocessing_matches_the_training_decode() -> None:
-    # Large enough for draft() to decode at half scale.
-    image = encoded(photo_like_image(7, size=(960, 720)), "JPEG")
+@pytest.mark.parametrize(
+    ("photo_size", "image_size"),
+    [((960, 720), 224), ((500, 400), 224), ((150, 120), 224), ((500, 400), 64)],
+    ids=["draft-halves-it", "no-draft", "upscaled", "small-model"],
+)
+def test_preprocessing_matches_the_training_decode(photo_size: tuple[int, int], image_size: int) -> None:
+    image = encoded(photo_like_image(7, size=photo_size), "JPEG")
 
-    for image_size in (224, 64):
-        np.testing.assert_array_equal(
-            inference.decode_image(image, image_size), dog_data.decode_image(image, image_size).numpy()
-        )
+    served = inference.decode_image(image, image_size).int()
+    trained = dog_data.decode_image(image, image_size).int()
+
+    # torch's antialiased bilinear resize rounds a few pixels the other way from PIL's.
+    assert served.shape == trained.shape == (image_size, image_size, 3)
+    assert (served - trained).abs().max() <= 1
+    assert (served != trained).float().mean() < 0.02
 
 
 def test_seed_tensor_format_gives_the_image_answer(fp32_model) -> None:
