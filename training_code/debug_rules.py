@@ -28,6 +28,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 NO_ISSUES, ISSUES, ERROR = "NoIssuesFound", "IssuesFound", "Error"
+TRAINING_END_MARKER = "training_job_end.ts"  # written by the hook's close()
 
 try:
     from smdebug import modes
@@ -337,10 +338,15 @@ def evaluate_rules(trial_dir: str, rule_names: list[str] | None = None) -> dict[
     if SMDEBUG_IMPORT_ERROR is not None:
         return {name: _result(ERROR, f"smdebug unavailable ({SMDEBUG_IMPORT_ERROR})") for name in names}
     if not os.path.isdir(trial_dir):
-        # create_trial would wait forever for a folder that a training job may still create.
         return {name: _result(ERROR, f"no smdebug trial at {trial_dir}") for name in names}
+    if not os.path.isfile(os.path.join(trial_dir, TRAINING_END_MARKER)):
+        # smdebug waits (forever) for files a running job may still write; we only read finished trials.
+        message = f"the trial at {trial_dir} is not finished (no {TRAINING_END_MARKER}; was the hook closed?)"
+        return {name: _result(ERROR, message) for name in names}
     try:
         trial = create_trial(trial_dir)
+        # The trial is finished (checked above): smdebug's 1 s pause before a last refresh buys nothing.
+        trial._training_end_delay_refresh = 0
         steps = trial.steps()
     except Exception as error:
         return {name: _result(ERROR, f"cannot read the trial in {trial_dir}: {error}") for name in names}
