@@ -33,7 +33,7 @@ from state_machine_harness import (
     ShortWaits,
 )
 
-from offline.local_sagemaker import LocalSageMaker
+from offline.local_sagemaker import LocalSageMaker, ProgressEvent
 from offline.moto_shims import EventBridgeRouter, InProcessLambda, offline_aws_patches
 from offline.stack import Template, deploy_to_moto
 from offline.synthetic_dataset import write_dataset_zip
@@ -85,10 +85,13 @@ def pipeline(
         lambdas, router = patches.patches[0], patches.patches[1]
         assert isinstance(lambdas, InProcessLambda)
         assert isinstance(router, EventBridgeRouter)
-        executor = LocalSageMaker(tmp_path / "sagemaker", rule_evaluator=rule_verdicts, training_code_dir=None)
+        progress: list[ProgressEvent] = []
+        executor = LocalSageMaker(
+            tmp_path / "sagemaker", rule_evaluator=rule_verdicts, training_code_dir=None, progress=progress.append
+        )
         with patches, ShortWaits(), executor:
             stack = deploy_to_moto(template)
-            yield Pipeline(stack, executor, training_code, rule_verdicts, lambdas, router)
+            yield Pipeline(stack, executor, training_code, rule_verdicts, lambdas, router, progress)
             _wait_for_executions(stack.state_machine_arn)
         assert executor.errors == []
 

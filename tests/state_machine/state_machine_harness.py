@@ -31,7 +31,7 @@ from moto.sagemaker.models import sagemaker_backends
 from moto.sns.models import sns_backends
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
-from offline.local_sagemaker import LocalSageMaker
+from offline.local_sagemaker import LocalSageMaker, ProgressEvent
 from offline.local_sagemaker.endpoints import sample_jpeg
 from offline.moto_shims import EventBridgeRouter, InProcessLambda, MotoPatch, fire_schedule
 from offline.moto_shims._base import patch_attribute
@@ -117,7 +117,7 @@ HPO_SCRIPT = """
 """
 
 TRAIN_SCRIPT = """
-    import argparse, json, os, pathlib, shutil, sys
+    import argparse, json, os, pathlib, shutil, sys, time
 
     here = pathlib.Path(__file__).parent
     behaviour = json.loads((here / "behaviour.json").read_text())
@@ -131,12 +131,15 @@ TRAIN_SCRIPT = """
         print("Traceback (most recent call last):", file=sys.stderr)
         print("ValueError: valid/ holds no images for class 002.Afghan_hound", file=sys.stderr)
         sys.exit(3)
+    if behaviour["training"] == "hang":
+        print("epoch=1 train_loss=2.5000", flush=True)
+        time.sleep(60)
     for epoch in range(1, args.epochs + 1):
         print(f"epoch={epoch} train_loss={1.0 / epoch:.4f} valid_accuracy={0.5 + 0.1 * epoch:.4f}", flush=True)
     model_dir = pathlib.Path(os.environ["SM_MODEL_DIR"])
     model = {"job": os.environ["SM_TRAINING_JOB_NAME"], "healthy": behaviour["model"] == "healthy"}
     (model_dir / "model.json").write_text(json.dumps(model))
-    (model_dir / "code").mkdir()
+    (model_dir / "code").mkdir(exist_ok=True)
     shutil.copy(here / "inference.py", model_dir / "code" / "inference.py")
     rules = ("VanishingGradient", "LossNotDecreasing", "Overfit", "Overtraining", "PoorWeightInitialization")
     issues = behaviour["report_issues"]
@@ -179,7 +182,8 @@ class FakeTrainingCode:
     """A training_code folder whose scripts take a fraction of a second and do what the test says.
 
     ``tuning``: "succeed", "fail" (every trial crashes) or "no_metric" (trials succeed but print no
-    valid_accuracy). ``training``: "succeed" or "fail". ``model``: "healthy" or "broken" (the model loads, but
+    valid_accuracy). ``training``: "succeed", "fail" or "hang" (a minute after its first epoch, unless stopped).
+    ``model``: "healthy" or "broken" (the model loads, but
     every prediction raises, so a new fleet fails its health check). ``report_issues``: rule name → details that
     train_model.py reports as IssuesFound in its own ``rule_report.json`` (the gate's evidence when Debugger is
     off); every other rule is reported NoIssuesFound. Each run's StartTuning bundles the folder
@@ -298,6 +302,23 @@ class Run:
         return dict(json.loads(last["output"]))
 
 
+def lost_response(error: str, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """A handler whose first call does its work and then fails with ``error``, as when Lambda loses the response.
+
+    Step Functions then retries a state whose side effect (a created job) already happened.
+    """
+    failed = threading.Event()
+
+    def forgetful(event: Any, context: Any) -> Any:
+        result = handler(event, context)
+        if not failed.is_set():
+            failed.set()
+            raise type(error, (Exception,), {})(f"injected after the work was done: {error}")
+        return result
+
+    return forgetful
+
+
 def transient_errors(errors: list[str], handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     """A handler whose first calls raise the named errors (one each, in order) before the real handler runs.
 
@@ -327,6 +348,7 @@ class Pipeline:
     rules: RuleVerdicts
     lambdas: InProcessLambda
     router: EventBridgeRouter
+    progress: list[ProgressEvent]
 
     @property
     def endpoint_name(self) -> str:
@@ -367,6 +389,11 @@ class Pipeline:
         """Make the function's next invocations fail with these errors before its real handler runs again."""
         function = self.stack.functions[logical_id]
         self.lambdas.overrides[function.name] = transient_errors(list(errors), resolve_handler(function.handler))
+
+    def lose_first_response(self, logical_id: str, error: str) -> None:
+        """The function's next invocation does its work, then fails with ``error`` (see ``lost_response``)."""
+        function = self.stack.functions[logical_id]
+        self.lambdas.overrides[function.name] = lost_response(error, resolve_handler(function.handler))
 
     def make_older(self, key: str, by: timedelta) -> None:
         """Back-date an object (S3 reports LastModified to the second, so two fresh uploads would tie)."""
@@ -432,6 +459,12 @@ class Pipeline:
             for t in trials
             if "FinalHyperParameterTuningJobObjectiveMetric" in t
         }
+
+    def job_starts(self, job_name: str) -> int:
+        """How many times the local SageMaker started a lifecycle for that job name."""
+        return sum(
+            1 for e in self.progress if e.resource == job_name and e.kind == "status" and e.status == "InProgress"
+        )
 
     def tuning_jobs(self) -> list[str]:
         return sorted(sagemaker_backends[DEFAULT_ACCOUNT_ID][REGION].hyper_parameter_tuning_jobs)

@@ -6,8 +6,9 @@ the message on the failure topic, and that the endpoint was not created.
 
 from __future__ import annotations
 
+import boto3
 import pytest
-from state_machine_harness import TEMPLATE_PARAMETERS, Pipeline, Run, assert_failed_in
+from state_machine_harness import REGION, TEMPLATE_PARAMETERS, Pipeline, Run, assert_failed_in
 
 
 def assert_failed_and_notified(pipeline: Pipeline, run: Run, error: str, *cause_parts: str) -> None:
@@ -153,3 +154,24 @@ def test_first_model_failing_its_health_check_ends_in_deployment_failed(pipeline
     assert run.times_entered("NotifyFailure") == 1
     ((subject, _),) = pipeline.notifications()
     assert subject.startswith("Retraining failed: DeploymentFailed (")
+
+
+@pytest.mark.parametrize(
+    "template_parameters", [TEMPLATE_PARAMETERS | {"MaxPolls": "12"}], ids=["12-polls"], indirect=True
+)
+def test_training_outlasting_the_poll_budget_is_stopped_and_ends_in_poll_limit_exceeded(
+    pipeline: Pipeline, dataset_zip: bytes
+) -> None:
+    # GIVEN a template allowing 12 status polls per loop (tuning needs fewer), and a final training job that hangs
+    pipeline.code.behave(training="hang")
+    # WHEN a dataset is uploaded
+    run = pipeline.upload_and_run("incoming/dogImages.zip", dataset_zip)
+    # THEN the 13th training poll gave up, asked SageMaker to stop the job, and said so
+    assert_failed_and_notified(
+        pipeline, run, "PollLimitExceeded", "was still running after 12 status polls", "it was asked to stop"
+    )
+    assert_failed_in(run, "GetTrainingStatus")
+    assert run.times_entered("GetTrainingStatus") == 13
+    (job,) = pipeline.training_jobs()
+    description = boto3.client("sagemaker", region_name=REGION).describe_training_job(TrainingJobName=job)
+    assert description["TrainingJobStatus"] == "Stopped"
