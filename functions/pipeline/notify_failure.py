@@ -85,7 +85,7 @@ def failure_message(event: dict[str, Any]) -> tuple[str, str]:
         version = f" (version {dataset['version_id']})" if dataset.get("version_id") else ""
         lines.append(f"Dataset: s3://{dataset['bucket']}/{dataset['key']}{version}")
     if state.get("trigger") == "schedule" or state.get("detail-type") == "Scheduled Event":
-        lines.append("Trigger: the weekly schedule")
+        lines.append("Trigger: the scheduled run (EventBridge schedule)")
     progress = [(label, _lookup(state, path)) for label, path in _PROGRESS]
     lines += [f"{label}: {value}" for label, value in progress if value]
     lines += ["", "The serving endpoint was not changed by this run unless a guarded update rolled back."]

@@ -29,7 +29,7 @@ from typing import Any
 
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.common_types import TYPE_RESPONSE
-from moto.sagemaker.exceptions import ValidationError
+from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
 from moto.sagemaker.models import FakeEndpoint, FakeTrainingJob, HyperParameterTuningJob, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
@@ -77,6 +77,14 @@ def _log_to_logger(resource: str, line: str) -> None:
     logger.debug("[%s] %s", resource, line)
 
 
+def _refuse_existing(jobs: Any, name: str, kind: str) -> None:
+    """SageMaker refuses a job name in use (moto would overwrite the job and run it twice)."""
+    if name in jobs:
+        raise ResourceInUseException(
+            message=f"{kind} {name} already exists; job names are unique per account and region"
+        )
+
+
 class _RequestPatches(MotoPatch):
     """Wraps moto's create/delete actions so that every accepted request starts its local lifecycle."""
 
@@ -89,12 +97,15 @@ class _RequestPatches(MotoPatch):
 
         def create_training_job(response: SageMakerResponse) -> Any:
             request = json.loads(response.body)
+            _refuse_existing(response.sagemaker_backend.training_jobs, request["TrainingJobName"], "Training job")
             result = _original_create_training_job(response)
             executor._start_training_job(response.sagemaker_backend, request)
             return result
 
         def create_hyper_parameter_tuning_job(response: SageMakerResponse) -> Any:
             request = json.loads(response.body)
+            name = request["HyperParameterTuningJobName"]
+            _refuse_existing(response.sagemaker_backend.hyper_parameter_tuning_jobs, name, "Hyperparameter tuning job")
             result = _original_create_tuning_job(response)
             executor._start_tuning_job(response.sagemaker_backend, request)
             return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from state_machine_harness import HAPPY_PATH, Pipeline
 
 
@@ -36,12 +35,6 @@ def test_transient_lambda_and_sagemaker_errors_are_retried_to_success(pipeline: 
     assert endpoint["EndpointStatus"] == "InService"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="offline.local_sagemaker accepts a CreateTrainingJob whose name exists (moto 5.2.5 overwrites the job) and "
-    "runs it a second time, where SageMaker answers ResourceInUse; StartTraining's resume-on-retry path is then "
-    "never taken offline",
-)
 def test_retry_after_a_lost_response_resumes_the_training_job_instead_of_starting_it_again(
     pipeline: Pipeline, dataset_zip: bytes
 ) -> None:

@@ -58,11 +58,6 @@ def test_schedule_tick_without_any_incoming_zip_fails_with_dataset_not_found(pip
     assert pipeline.tuning_jobs() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="notify_failure.py always writes 'Trigger: the weekly schedule', but the period is the template's "
-    "ScheduleExpression parameter (here one day)",
-)
 @pytest.mark.parametrize(
     "template_parameters", [TEMPLATE_PARAMETERS | {"ScheduleExpression": "rate(1 day)"}], ids=["daily"], indirect=True
 )
