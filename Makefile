@@ -9,8 +9,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
-	$(PY) -m pip install --quiet --group dev
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet --group dev -e .
 	touch $@
 
 setup: $(VENV)/.installed
