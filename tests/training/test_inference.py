@@ -231,10 +231,13 @@ def test_precision_follows_the_hardware_unless_pinned(monkeypatch: pytest.Monkey
     [
         ("image/jpeg", lambda: jpeg(1)),
         ("image/png", lambda: encoded(photo_like_image(1), "PNG")),
+        ("image/png", lambda: encoded(photo_like_image(1).convert("RGBA"), "PNG")),
+        ("image/jpeg", lambda: encoded(photo_like_image(1).convert("L"), "JPEG")),
         ("application/x-image", lambda: jpeg(1)),
         ("application/json", lambda: json.dumps({"image": b64(jpeg(1))})),
         ("application/json; charset=utf-8", lambda: json.dumps({"image": b64(jpeg(1))}).encode()),
     ],
+    ids=["jpeg", "png", "png-with-alpha", "greyscale-jpeg", "x-image", "json", "json-with-charset"],
 )
 def test_each_content_type_answers_top_k_breeds(served_model, content_type: str, make_body) -> None:
     response = serve(served_model, make_body(), content_type)
