@@ -238,6 +238,9 @@ def model_request(
                 "SAGEMAKER_SUBMIT_DIRECTORY": INFERENCE_CODE_DIR,
                 "SAGEMAKER_REGION": region,
                 "SAGEMAKER_CONTAINER_LOG_LEVEL": str(LOG_LEVEL_INFO),
+                # One model-server worker using every core: several workers, each with its own OpenMP thread pool,
+                # oversubscribe a small CPU instance (5-10x slower when measured on 2 cores).
+                "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
             },
         },
         "ExecutionRoleArn": settings.sagemaker_role_arn,

@@ -194,6 +194,7 @@ def test_update_requests_are_exactly_the_agreed_ones(
                     "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
                     "SAGEMAKER_REGION": "us-east-1",
                     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                    "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
                 },
             },
             "ExecutionRoleArn": ROLE_ARN,
