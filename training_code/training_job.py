@@ -163,9 +163,12 @@ def save_model_artifact(
     require_inference_code(source)
     directory = Path(model_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.detach().to("cpu", torch.float32) for name, tensor in model.state_dict().items()}
-    # BN's num_batches_tracked is an integer buffer: keep its dtype.
-    state.update({n: t.detach().cpu() for n, t in model.state_dict().items() if not t.is_floating_point()})
+    # Plain contiguous CPU tensors (training used channels_last); integer buffers such as BN's
+    # num_batches_tracked keep their dtype.
+    state = {
+        name: tensor.detach().to("cpu", torch.float32 if tensor.is_floating_point() else tensor.dtype).contiguous()
+        for name, tensor in model.state_dict().items()
+    }
     torch.save(state, directory / "model.pth")
     (directory / "classes.json").write_text(json.dumps(classes, indent=1))
     (directory / "metrics.json").write_text(json.dumps(metrics, indent=1))
