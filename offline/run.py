@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -130,20 +131,20 @@ def _error_message(cause: str | None) -> str:
     return str(parsed.get("errorMessage", cause)) if isinstance(parsed, dict) else cause
 
 
-def _fake_aws_environment() -> None:
-    # moto needs credentials and a region; never real ones.
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="offline",
-        AWS_SECRET_ACCESS_KEY="offline",
-        AWS_SESSION_TOKEN="offline",
-        AWS_DEFAULT_REGION=os.environ.get("OFFLINE_REGION", "us-east-1"),
-        POWERTOOLS_TRACE_DISABLED="true",
-        POWERTOOLS_METRICS_NAMESPACE="DogBreedRetraining",
-        POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
-        # The handlers' EMF metric lines go to stdout, which is the progress display here.
-        POWERTOOLS_METRICS_DISABLED="true",
-    )
-    os.environ.pop("AWS_PROFILE", None)
+def _fake_aws_environment() -> dict[str, str]:
+    """moto needs credentials and a region (never real ones); the handlers' EMF metric lines would go to stdout,
+    which is the progress display here."""
+    return {
+        "AWS_ACCESS_KEY_ID": "offline",
+        "AWS_SECRET_ACCESS_KEY": "offline",
+        "AWS_SESSION_TOKEN": "offline",
+        "AWS_DEFAULT_REGION": os.environ.get("OFFLINE_REGION", "us-east-1"),
+        "AWS_PROFILE": "",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "DogBreedRetraining",
+        "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
 
 
 class OfflinePipeline:
@@ -165,11 +166,14 @@ class OfflinePipeline:
         from offline.moto_shims import offline_aws_patches
         from offline.stack import Template, deploy_to_moto
 
-        _fake_aws_environment()
-        for noisy in ("moto", "botocore", "aws_lambda_powertools"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
+        # Restored on exit: a test process goes on after the offline run.
+        self._stack.enter_context(mock.patch.dict(os.environ, _fake_aws_environment()))
+        os.environ.pop("AWS_PROFILE")
         # moto's Step Functions engine reports every caught task failure as an exception log line.
-        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+        levels = {"moto": logging.ERROR, "botocore": logging.ERROR, "moto.stepfunctions.parser": logging.CRITICAL}
+        for name, level in levels.items():
+            self._stack.callback(logging.getLogger(name).setLevel, logging.getLogger(name).level)
+            logging.getLogger(name).setLevel(level)
         self._stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
         self._stack.enter_context(offline_aws_patches(include_sagemaker_actions=False, fast_timers=False))
         self.sagemaker = self._stack.enter_context(
