@@ -11,12 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
 
 from pipeline.common.config import load_settings
 from pipeline.common.errors import TrainingFailed
 from pipeline.common.observability import logger, tracer
-from pipeline.common.polling import poll_limit_error
+from pipeline.common.polling import poll_limit_error, stop_job
 from pipeline.common.rule_evaluation import any_rule_running, results_from_training_job
 from pipeline.common.sagemaker_gateway import SageMakerGateway, sagemaker_gateway
 from pipeline.common.state_models import Training, next_poll
@@ -57,12 +56,7 @@ def poll_training_job(training: Training, max_polls: int, sagemaker: SageMakerGa
 def _stop(sagemaker: SageMakerGateway, job_name: str, status: str) -> str:
     if status in TERMINAL_STATUSES:
         return "the job itself has ended; its rule evaluation jobs were left to finish."
-    try:
-        sagemaker.call("stop_training_job", TrainingJobName=job_name)
-    except ClientError as error:
-        logger.warning("could not stop the training job", extra={"job_name": job_name, "error": str(error)})
-        return f"stopping it failed ({error.response['Error'].get('Code')}), stop it by hand."
-    return "it was asked to stop."
+    return stop_job(sagemaker, "stop_training_job", TrainingJobName=job_name)
 
 
 @logger.inject_lambda_context(correlation_id_path="execution_name")

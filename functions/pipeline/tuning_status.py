@@ -10,12 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
 
 from pipeline.common.config import load_settings
 from pipeline.common.errors import TuningFailed
 from pipeline.common.observability import logger, tracer
-from pipeline.common.polling import poll_limit_error
+from pipeline.common.polling import poll_limit_error, stop_job
 from pipeline.common.sagemaker_gateway import SageMakerGateway, sagemaker_gateway
 from pipeline.common.state_models import Tuning, next_poll
 
@@ -63,18 +62,13 @@ def poll_tuning_job(tuning: Tuning, max_polls: int, sagemaker: SageMakerGateway)
         )
     done = status == "Completed"
     if not done and polls > max_polls:
-        raise poll_limit_error(f"tuning job {tuning.job_name}", max_polls, _stop(sagemaker, tuning.job_name))
+        raise poll_limit_error(
+            f"tuning job {tuning.job_name}",
+            max_polls,
+            stop_job(sagemaker, "stop_hyper_parameter_tuning_job", HyperParameterTuningJobName=tuning.job_name),
+        )
     logger.info("tuning job polled", extra={"job_name": tuning.job_name, "polls": polls, **summary})
     return summary | {"done": done, "polls": polls}
-
-
-def _stop(sagemaker: SageMakerGateway, job_name: str) -> str:
-    try:
-        sagemaker.call("stop_hyper_parameter_tuning_job", HyperParameterTuningJobName=job_name)
-    except ClientError as error:
-        logger.warning("could not stop the tuning job", extra={"job_name": job_name, "error": str(error)})
-        return f"stopping it failed ({error.response['Error'].get('Code')}), stop it by hand."
-    return "it was asked to stop."
 
 
 @logger.inject_lambda_context(correlation_id_path="execution_name")
