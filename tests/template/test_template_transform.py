@@ -18,6 +18,9 @@ STATE_MODULES = {
     "DeployEndpointFunction": "deploy_endpoint",
     "EndpointStatusFunction": "endpoint_status",
     "NotifyFailureFunction": "notify_failure",
+    "EvaluateModelFunction": "evaluate_model",
+    "RejectModelFunction": "reject_model",
+    "ApproveModelFunction": "approve_model",
 }
 
 
