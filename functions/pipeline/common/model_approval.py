@@ -18,8 +18,9 @@ def set_approval(
 ) -> Package:
     """Sets the approval status; ``extra_properties`` are merged into the package's metadata.
 
-    The whole merged map is sent: UpdateModelPackage adds or replaces the keys it is given on AWS, and some
-    emulators replace the map, so sending everything keeps the earlier keys either way.
+    The whole merged map is always sent: UpdateModelPackage adds or replaces the keys it is given on AWS, while
+    moto 5.2.5 replaces the map (and clears it when the call names none), so sending everything keeps the
+    earlier keys either way.
     """
     request: dict[str, Any] = {
         "ModelPackageArn": arn,
@@ -27,9 +28,8 @@ def set_approval(
         "ApprovalDescription": description[:1024],
     }
     package = describe(sagemaker, arn)
-    properties = package.properties
-    if extra_properties:
-        properties = {**properties, **metadata(extra_properties)}
+    properties = {**package.properties, **metadata(extra_properties or {})}
+    if properties:
         request["CustomerMetadataProperties"] = properties
     sagemaker.call("update_model_package", **request)
     return Package(arn, status, properties)
