@@ -21,6 +21,10 @@ STATE_MODULES = {
     "EvaluateModelFunction": "evaluate_model",
     "RejectModelFunction": "reject_model",
     "ApproveModelFunction": "approve_model",
+    "ClaimPipelineFunction": "claim_pipeline",
+    "CheckAlreadyTrainedFunction": "check_already_trained",
+    "RecordRunFunction": "record_run",
+    "ReleasePipelineFunction": "release_pipeline",
 }
 
 
