@@ -22,7 +22,7 @@ from pipeline.common.sagemaker_gateway import SageMakerGateway, error_code, sage
 from pipeline.common.sagemaker_requests import job_output_uri, tuning_job_request, warm_pool_seconds
 from pipeline.common.state_models import Dataset
 from pipeline.common.training_code_bundle import ensure_uploaded
-from pipeline.common.warm_start import choose_parent
+from pipeline.common.warm_start import WarmStartChoice, choose_parent
 
 
 @tracer.capture_method
@@ -45,9 +45,16 @@ def start_tuning(dataset: Dataset, settings: Settings, sagemaker: SageMakerGatew
         sagemaker.call("create_hyper_parameter_tuning_job", **request)
     except ClientError as error:
         # A Lambda retry after a timeout finds the job its first attempt created: same name, same dataset.
-        if error_code(error) != "ResourceInUse" or not _is_same_job(sagemaker, job_name, dataset):
+        existing = _same_job(sagemaker, job_name, dataset) if error_code(error) == "ResourceInUse" else None
+        if existing is None:
             raise
         logger.info("tuning job was already created by an earlier attempt", extra={"job_name": job_name})
+        # The state reports the parent the job really has (another job may have completed since that attempt).
+        parents = (existing.get("WarmStartConfig") or {}).get("ParentHyperParameterTuningJobs") or []
+        if parents and parents[0]["HyperParameterTuningJobName"] != choice.parent:
+            choice = WarmStartChoice(parents[0]["HyperParameterTuningJobName"], None)
+        elif not parents and choice.parent:
+            choice = WarmStartChoice(None, "the job was created without a warm start by an earlier attempt")
     logger.info("tuning job running", extra={"job_name": job_name, "code_uri": code_uri})
     return {
         "job_name": job_name,
@@ -61,9 +68,10 @@ def start_tuning(dataset: Dataset, settings: Settings, sagemaker: SageMakerGatew
     }
 
 
-def _is_same_job(sagemaker: SageMakerGateway, job_name: str, dataset: Dataset) -> bool:
+def _same_job(sagemaker: SageMakerGateway, job_name: str, dataset: Dataset) -> dict[str, Any] | None:
+    """The existing job of that name when it tunes on this dataset (an earlier attempt's), else None."""
     existing = sagemaker.call("describe_hyper_parameter_tuning_job", HyperParameterTuningJobName=job_name)
-    return training_channel_uri(existing) == dataset.validated_uri
+    return existing if training_channel_uri(existing) == dataset.validated_uri else None
 
 
 @logger.inject_lambda_context(correlation_id_path="execution_name")

@@ -214,3 +214,24 @@ def test_name_taken_by_a_job_on_other_data_is_an_error(
 
     with pytest.raises(ClientError, match="ResourceInUse"):
         start_tuning.start_tuning(dataset, settings, gateway, boto3.client("s3", region_name=REGION))
+
+
+def test_retry_reports_the_parent_the_existing_job_really_has(
+    aws: None, settings: Settings, dataset: Dataset, stubbed: tuple[SageMakerGateway, Stubber]
+) -> None:
+    # GIVEN the first attempt created the job warm-started from hpo-old, which no longer is the newest completed job
+    gateway, stubber = stubbed
+    stubber.add_response("list_hyper_parameter_tuning_jobs", NO_EARLIER_TUNING_JOBS, WARM_START_SEARCH)
+    stubber.add_client_error("create_hyper_parameter_tuning_job", "ResourceInUse", http_status_code=400)
+    existing = _existing_job(dataset.validated_uri) | {
+        "WarmStartConfig": {
+            "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": "hpo-old"}],
+            "WarmStartType": "TransferLearning",
+        }
+    }
+    stubber.add_response("describe_hyper_parameter_tuning_job", existing, {"HyperParameterTuningJobName": JOB})
+
+    result = start_tuning.start_tuning(dataset, settings, gateway, boto3.client("s3", region_name=REGION))
+
+    # THEN the state shows the parent the running job has
+    assert (result["warm_start_parent"], result["warm_start_skipped"]) == ("hpo-old", None)
