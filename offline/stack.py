@@ -337,7 +337,7 @@ _CREATE_TABLE_PROPERTIES = (
 )
 
 
-def _create_table(template: Template, logical_id: str) -> str:
+def create_table(template: Template, logical_id: str) -> str:
     """A DynamoDB table from the template's own properties (key schema, billing, TTL, point-in-time recovery)."""
     import boto3
 
@@ -381,7 +381,7 @@ def deploy_to_moto(template: Template) -> DeployedStack:
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
 
-    tables = {table_id: _create_table(template, table_id) for table_id in template.of_type("AWS::DynamoDB::Table")}
+    tables = {table_id: create_table(template, table_id) for table_id in template.of_type("AWS::DynamoDB::Table")}
 
     topic_arn = ""
     for topic_id in template.of_type("AWS::SNS::Topic"):

@@ -54,7 +54,7 @@ def start_successor(sfn: Any, own_execution: str, name: str, trigger_json: str) 
     except ClientError as error:
         if str(error.response.get("Error", {}).get("Code", "")) != "ExecutionAlreadyExists":
             raise
-        logger.info("follow-up run already started by an earlier attempt", extra={"name": name})
+        logger.info("follow-up run already started by an earlier attempt", extra={"follow_up": name})
         return triggers.successor_arn(own_execution, name)
 
 

@@ -87,6 +87,12 @@ class Settings:
     spot_training: bool
     max_wait_seconds: int
     warm_pool_seconds: int
+    # One run at a time, no double training, run records and their cost estimate (pipeline_state, run_record).
+    pipeline_table: str
+    lease_seconds: int
+    always_retrain_on_schedule: bool
+    runs_prefix: str
+    instance_prices: dict[str, float]
 
 
 def load_settings() -> Settings:
@@ -136,4 +142,10 @@ def load_settings() -> Settings:
         spot_training=_env_bool("SPOT_TRAINING", False),
         max_wait_seconds=_env_int("MAX_WAIT_SECONDS", 2 * 4 * 3600),
         warm_pool_seconds=_env_int("WARM_POOL_SECONDS", 0),
+        pipeline_table=_env("PIPELINE_TABLE", ""),
+        lease_seconds=_env_int("LEASE_SECONDS", 12 * 3600),
+        always_retrain_on_schedule=_env_bool("ALWAYS_RETRAIN_ON_SCHEDULE", False),
+        runs_prefix=_env("RUNS_PREFIX", "runs/"),
+        # On-demand USD per instance-hour by instance type, for the run record's cost estimate.
+        instance_prices={str(k): float(v) for k, v in json.loads(_env("INSTANCE_PRICES", "{}")).items()},
     )
