@@ -32,6 +32,8 @@ from botocore.exceptions import ClientError
 LEASE_KEY = "LEASE"
 PENDING_KEY = "PENDING"
 LAST_TRAINED_KEY = "LAST_TRAINED"
+# The table's TimeToLiveSpecification.AttributeName in template.yaml.
+TTL_ATTRIBUTE = "ttl"
 # Removed by DynamoDB's TTL a day after the lease expired / a week after the trigger was queued.
 LEASE_TTL_GRACE_SECONDS = 24 * 3600
 PENDING_TTL_SECONDS = 7 * 24 * 3600
@@ -262,7 +264,7 @@ class PipelineTable:
                 "holder": holder,
                 "acquired_at": iso(now),
                 "expires_at": expires,
-                "ttl": expires + LEASE_TTL_GRACE_SECONDS,
+                TTL_ATTRIBUTE: expires + LEASE_TTL_GRACE_SECONDS,
             }
         )
 
@@ -284,7 +286,7 @@ class PipelineTable:
                         "recency": recency,
                         "queued_by": queued_by,
                         "queued_at": iso(now),
-                        "ttl": int(now.timestamp()) + PENDING_TTL_SECONDS,
+                        TTL_ATTRIBUTE: int(now.timestamp()) + PENDING_TTL_SECONDS,
                     }
                 ),
                 ConditionExpression="attribute_not_exists(pk) OR recency <= :recency",
