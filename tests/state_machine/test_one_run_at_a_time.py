@@ -24,7 +24,7 @@ from state_machine_harness import ENDING, HAPPY_PATH, REGION, Pipeline, Run
 from offline.moto_shims import fire_schedule
 from offline.moto_shims._base import patch_attribute
 
-QUEUED_PATH = ["LoadRunSettings", "ClaimPipeline", "IsPipelineFree", "QueuedBehindRunningRun"]
+QUEUED_PATH = ["LoadRunSettings", "ClaimPipeline", "IsPipelineFree", *ENDING, "QueuedBehindRunningRun"]
 ALREADY_TRAINED_PATH = [
     "LoadRunSettings",
     "ClaimPipeline",
@@ -153,6 +153,9 @@ def test_duplicate_event_during_a_run_is_queued_then_ends_already_trained(
     assert (lease["acquired"], lease["queued"]) == (False, True)
     assert first_arn.rsplit(":", 1)[-1] in lease["reason"]
     assert "PENDING" in table_items(pipeline)
+    queued_record = run_record(pipeline, duplicate)
+    assert (queued_record["outcome"], queued_record["lease"]) == ("queued", lease)
+    assert duplicate.state_output("ReleasePipeline")["release"]["released"] is False
     # WHEN the first run goes on and ends
     hold.release()
     first = pipeline.finish(first_arn)

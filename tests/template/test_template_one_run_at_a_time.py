@@ -70,6 +70,7 @@ def test_dashboard_is_valid_json_and_charts_the_metrics_record_run_publishes() -
         run_record.FAILED,
         run_record.REJECTED,
         run_record.ALREADY_TRAINED,
+        run_record.QUEUED,
     }
     service = template.body["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
     assert all(

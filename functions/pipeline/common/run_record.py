@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-SUCCEEDED, FAILED, REJECTED, ALREADY_TRAINED = "succeeded", "failed", "rejected", "already_trained"
+SUCCEEDED, FAILED, REJECTED, ALREADY_TRAINED, QUEUED = "succeeded", "failed", "rejected", "already_trained", "queued"
 # The outcomes after which the dataset counts as trained (see check_already_trained).
 TRAINED_OUTCOMES = frozenset({SUCCEEDED, REJECTED})
 TEST_ACCURACY_METRIC = "test:accuracy"
@@ -27,6 +27,8 @@ def outcome_of(state: dict[str, Any]) -> str:
     """The same order as the state machine's HowDidItEnd choice."""
     if "error" in state:
         return FAILED
+    if isinstance(state.get("lease"), dict) and state["lease"].get("acquired") is False:
+        return QUEUED
     if isinstance(state.get("dedupe"), dict) and state["dedupe"].get("train") is False:
         return ALREADY_TRAINED
     if isinstance(state.get("gate"), dict) and state["gate"].get("passed") is False:

@@ -210,6 +210,7 @@ def test_unpriced_instance_type_leaves_the_total_unknown_and_names_it() -> None:
     [
         ({"error": {}, "dedupe": {"train": False}}, "failed"),
         ({"dedupe": {"train": False}}, "already_trained"),
+        ({"lease": {"acquired": False}}, "queued"),
         ({"dedupe": {"train": True}, "gate": {"passed": False}}, "rejected"),
         ({"dedupe": {"train": True}, "gate": {"passed": True}}, "succeeded"),
     ],
