@@ -464,11 +464,21 @@ def _summary(visit: StateVisit) -> str:
     out = visit.output or {}
     pick = {
         "ValidateDataset": lambda: f"dataset {out['dataset']['dataset_id']}: {out['dataset']['counts']}",
-        "StartTuning": lambda: f"tuning job {out['tuning']['job_name']}",
+        "StartTuning": lambda: (
+            f"tuning job {out['tuning']['job_name']}, "
+            + (
+                f"warm start from {out['tuning']['warm_start_parent']}"
+                if out["tuning"].get("warm_start_parent")
+                else f"cold start ({out['tuning'].get('warm_start_skipped')})"
+            )
+        ),
         "PickBestJob": lambda: f"best {out['best']['training_job_name']} {out['best']['hyperparameters']}",
         "StartTraining": lambda: f"training job {out['training']['job_name']}",
         "CheckRules": lambda: f"rules {out['rules'].get('rules')}",
         "DeployEndpoint": lambda: f"{out['deployment']['action']} {out['deployment']['endpoint_config']}",
+        "EvaluateModel": lambda: f"{'passed' if out['gate']['passed'] else 'rejected'}: {out['gate']['reason']}",
+        "RejectModel": lambda: f"{out['rejection']['model_package_arn']} Rejected",
+        "ApproveModel": lambda: f"{out['approval']['model_package_arn']} Approved",
     }.get(visit.name)
     try:
         return f": {pick()}" if pick else ""
