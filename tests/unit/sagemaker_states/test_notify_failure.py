@@ -77,7 +77,7 @@ def test_scheduled_run_without_a_dataset_says_so() -> None:
 
     _, body = notify_failure.failure_message(event)
 
-    assert "Trigger: the weekly schedule" in body
+    assert "Trigger: the scheduled run (EventBridge schedule)" in body
     assert "Dataset:" not in body
 
 
