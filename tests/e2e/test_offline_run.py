@@ -114,7 +114,10 @@ def test_bad_dataset_fails_in_validation_and_leaves_the_endpoint(
     assert result.status == "FAILED"
     assert result.error == "DatasetInvalid"
     assert "test" in (result.cause or "")
-    assert [v.name for v in result.visits] == ["LoadRunSettings", "ValidateDataset", "NotifyFailure", "RunFailed"]
+    assert [v.name for v in result.visits] == [
+        *("LoadRunSettings", "ClaimPipeline", "IsPipelineFree", "ValidateDataset", "NotifyFailure"),
+        *("RecordRun", "ReleasePipeline", "HowDidItEnd", "RunFailed"),
+    ]
     assert _serving_config() == serving
 
 
