@@ -103,6 +103,20 @@ class RunResult:
     def succeeded(self) -> bool:
         return self.status == "SUCCEEDED"
 
+    @property
+    def outcome(self) -> str:
+        """The terminal state the execution ended in (RetrainingSucceeded, AlreadyTrained, ModelRejected, ...)."""
+        ends = [v.name for v in self.visits if v.type in ("Succeed", "Fail")]
+        return ends[-1] if ends else self.status
+
+
+# Why an execution that succeeded did not deploy a model: the terminal state and where the state says why.
+OUTCOME_REASONS = {
+    "AlreadyTrained": ("dedupe", "reason"),
+    "QueuedBehindRunningRun": ("lease", "reason"),
+    "ModelRejected": ("gate", "reason"),
+}
+
 
 class Console:
     """Progress lines with the elapsed time, safe to call from the executor's worker threads."""
@@ -342,6 +356,13 @@ class OfflinePipeline:
                 for v in result.visits
             ],
             "local_tuner": "trials sample the search ranges at random (SageMaker would use Bayesian search)",
+            "outcome": result.outcome,
+            "lease": state.get("lease"),
+            "dedupe": state.get("dedupe"),
+            "gate": state.get("gate"),
+            "release": state.get("release"),
+            # The run record RecordRun wrote to the bucket (runs/<execution name>.json), cost estimate included.
+            "pipeline_record": _pipeline_record(state),
         }
         training_job = (state.get("training") or {}).get("job_name")
         if training_job:
@@ -390,6 +411,36 @@ class OfflinePipeline:
         (result.output_dir / "state_machine.svg").write_text(svg)
 
 
+def _pipeline_record(state: dict[str, Any]) -> dict[str, Any] | None:
+    import boto3
+
+    uri = (state.get("record") or {}).get("uri")
+    if not uri:
+        return None
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return dict(json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()))
+
+
+def _cost_lines(cost: dict[str, Any] | None) -> list[str]:
+    if not cost:
+        return ["Cost estimate: no SageMaker job ran"]
+    if cost.get("total_usd") is None:
+        return [f"Cost estimate: unknown, InstancePrices has no price for {', '.join(cost['missing_prices'])}"]
+    lines = [f"Cost estimate: {cost['total_usd']:.4f} USD on AWS ({cost['basis']})"]
+    if cost.get("spot_savings_usd"):
+        lines.append(
+            f"  managed spot saved {cost['spot_savings_usd']:.4f} USD of {cost['on_demand_usd']:.4f} on demand"
+        )
+    for job in cost["jobs"]:
+        lines.append(
+            f"  {job['job']}: {job['billable_seconds']:.0f} s x {job['instance_count']} {job['instance_type']}"
+            f" = {job['usd']:.4f} USD"
+        )
+    if cost.get("endpoint_usd_per_hour") is not None:
+        lines.append(f"  the endpoint costs {cost['endpoint_usd_per_hour']:.4f} USD per hour while it serves")
+    return lines
+
+
 def _history(sfn: Any, execution_arn: str) -> Iterator[dict[str, Any]]:
     paginator = sfn.get_paginator("get_execution_history")
     for page in paginator.paginate(executionArn=execution_arn):
@@ -417,11 +468,21 @@ def _summary(visit: StateVisit) -> str:
     out = visit.output or {}
     pick = {
         "ValidateDataset": lambda: f"dataset {out['dataset']['dataset_id']}: {out['dataset']['counts']}",
-        "StartTuning": lambda: f"tuning job {out['tuning']['job_name']}",
+        "StartTuning": lambda: (
+            f"tuning job {out['tuning']['job_name']}, "
+            + (
+                f"warm start from {out['tuning']['warm_start_parent']}"
+                if out["tuning"].get("warm_start_parent")
+                else f"cold start ({out['tuning'].get('warm_start_skipped')})"
+            )
+        ),
         "PickBestJob": lambda: f"best {out['best']['training_job_name']} {out['best']['hyperparameters']}",
         "StartTraining": lambda: f"training job {out['training']['job_name']}",
         "CheckRules": lambda: f"rules {out['rules'].get('rules')}",
         "DeployEndpoint": lambda: f"{out['deployment']['action']} {out['deployment']['endpoint_config']}",
+        "EvaluateModel": lambda: f"{'passed' if out['gate']['passed'] else 'rejected'}: {out['gate']['reason']}",
+        "RejectModel": lambda: f"{out['rejection']['model_package_arn']} Rejected",
+        "ApproveModel": lambda: f"{out['approval']['model_package_arn']} Approved",
     }.get(visit.name)
     try:
         return f": {pick()}" if pick else ""
@@ -461,11 +522,14 @@ def print_audit(result: RunResult, prediction: dict[str, Any] | None, out: Any =
         print(text, file=out)
 
     line()
-    line(f"Execution {result.execution_arn.rsplit(':', 1)[-1]}: {result.status}")
+    line(f"Execution {result.execution_arn.rsplit(':', 1)[-1]}: {result.status}, ended in {result.outcome}")
     line(f"  {'state':<22} {'type':<8} {'entered':>7} {'seconds':>8}  outcome")
     for row in audit_rows(result.visits):
         line(f"  {row['name']:<22} {row['type']:<8} {row['entries']:>7} {row['seconds']:>8.1f}  {row['outcome']}")
     record = result.record
+    if result.outcome in OUTCOME_REASONS:
+        part, key = OUTCOME_REASONS[result.outcome]
+        line(f"{result.outcome}: {(record.get(part) or {}).get(key, '')}")
     if not result.succeeded:
         line()
         line(f"Error: {result.error}")
@@ -489,6 +553,14 @@ def print_audit(result: RunResult, prediction: dict[str, Any] | None, out: Any =
     if record.get("endpoint"):
         endpoint = record["endpoint"]
         line(f"Endpoint {endpoint['name']}: {endpoint['status']}, serving endpoint config {endpoint['serving_config']}")
+    pipeline_record = record.get("pipeline_record")
+    if pipeline_record:
+        line(f"Run record ({pipeline_record['outcome']}): {(result.final_state.get('record') or {}).get('uri')}")
+        for cost_line in _cost_lines(pipeline_record.get("cost")):
+            line(cost_line)
+    release = record.get("release") or {}
+    if release.get("started"):
+        line(f"Follow-up run started for the trigger that waited: {release['started']}")
     if prediction:
         top = prediction["prediction"].get("predictions", prediction["prediction"])
         shown = ", ".join(f"{p['breed']} {p['probability']:.2f}" for p in top[:3]) if isinstance(top, list) else top

@@ -214,6 +214,8 @@ class Template:
             return self._name(logical_id, "AlarmName")
         if kind == "AWS::Logs::LogGroup":
             return self._name(logical_id, "LogGroupName")
+        if kind == "AWS::DynamoDB::Table":
+            return self._name(logical_id, "TableName")
         return f"{self.stack_name}-{logical_id}"
 
     def attribute(self, logical_id: str, attribute: str) -> str:
@@ -227,6 +229,7 @@ class Template:
                 "AWS::IAM::Role": f"arn:aws:iam::{self.account_id}:role/{physical}",
                 "AWS::CloudWatch::Alarm": f"arn:aws:cloudwatch:{self.region}:{self.account_id}:alarm:{physical}",
                 "AWS::Logs::LogGroup": f"arn:aws:logs:{self.region}:{self.account_id}:log-group:{physical}:*",
+                "AWS::DynamoDB::Table": f"arn:aws:dynamodb:{self.region}:{self.account_id}:table/{physical}",
             }
             if kind in arns:
                 return arns[kind]
@@ -310,6 +313,7 @@ class DeployedStack:
     state_machine_arn: str
     functions: dict[str, Function]
     rules: dict[str, StateMachineEvent]
+    tables: dict[str, str] = field(default_factory=dict)
 
 
 def _placeholder_code() -> bytes:
@@ -318,6 +322,45 @@ def _placeholder_code() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("README.txt", "offline: handlers run in-process from the repository checkout\n")
     return buffer.getvalue()
+
+
+# The table properties moto's CreateTable takes as they are; TTL and point-in-time recovery are separate calls.
+_CREATE_TABLE_PROPERTIES = (
+    "AttributeDefinitions",
+    "KeySchema",
+    "BillingMode",
+    "GlobalSecondaryIndexes",
+    "LocalSecondaryIndexes",
+    "ProvisionedThroughput",
+    "StreamSpecification",
+    "SSESpecification",
+)
+
+
+def create_table(template: Template, logical_id: str) -> str:
+    """A DynamoDB table from the template's own properties (key schema, billing, TTL, point-in-time recovery)."""
+    import boto3
+
+    dynamodb = boto3.client("dynamodb", region_name=template.region)
+    props = template.resolve(template.properties(logical_id))
+    name = template.physical_id(logical_id)
+    request = {key: props[key] for key in _CREATE_TABLE_PROPERTIES if key in props}
+    dynamodb.create_table(TableName=name, **request)
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl:
+        dynamodb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
+        )
+    recovery = props.get("PointInTimeRecoverySpecification")
+    if recovery:
+        dynamodb.update_continuous_backups(
+            TableName=name,
+            PointInTimeRecoverySpecification={
+                "PointInTimeRecoveryEnabled": bool(recovery.get("PointInTimeRecoveryEnabled", False))
+            },
+        )
+    return name
 
 
 def deploy_to_moto(template: Template) -> DeployedStack:
@@ -337,6 +380,8 @@ def deploy_to_moto(template: Template) -> DeployedStack:
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
+
+    tables = {table_id: create_table(template, table_id) for table_id in template.of_type("AWS::DynamoDB::Table")}
 
     topic_arn = ""
     for topic_id in template.of_type("AWS::SNS::Topic"):
@@ -382,4 +427,4 @@ def deploy_to_moto(template: Template) -> DeployedStack:
         events.put_targets(Rule=event.rule_name, Targets=[target])
         rules[event.logical_id] = event
 
-    return DeployedStack(template, bucket, topic_arn, state_machine_arn, functions, rules)
+    return DeployedStack(template, bucket, topic_arn, state_machine_arn, functions, rules, tables)

@@ -86,7 +86,11 @@ def _boolean(value: Any) -> bool:
 
 def build_arg_parser(*, epochs: int, debug_dir_default: str, description: str) -> argparse.ArgumentParser:
     env = os.environ
-    checkpoint_default = SAGEMAKER_CHECKPOINT_DIR if os.path.isdir(SAGEMAKER_CHECKPOINT_DIR) else ""
+    # SageMaker creates /opt/ml/checkpoints for a job with a CheckpointConfig (spot); the local executor names its
+    # stand-in folder in SM_CHECKPOINT_DIR. Neither: no checkpoints.
+    checkpoint_default = (
+        SAGEMAKER_CHECKPOINT_DIR if os.path.isdir(SAGEMAKER_CHECKPOINT_DIR) else env.get("SM_CHECKPOINT_DIR", "")
+    )
     output_data_dir = env.get("SM_OUTPUT_DATA_DIR", "output")
     integer, number, text, boolean = (_json_tolerant(c) for c in (int, float, str, _boolean))
     parser = argparse.ArgumentParser(description=description)

@@ -1,7 +1,8 @@
 """StartTraining: the final training job with the best trial's hyperparameters, Debugger hook and rules.
 
 Input: ``{"dataset": $.dataset, "best": $.best, "execution_name": str}``.
-Output ($.training): ``{"job_name", "rules": [rule names], "output_uri", "code_uri"}``.
+Output ($.training): ``{"job_name", "rules": [rule names], "output_uri", "code_uri", "spot", "checkpoint_uri"}``
+(``checkpoint_uri`` null without spot).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def start_training(
         "rules": rules,
         "output_uri": job_output_uri(settings, dataset.run_id),
         "code_uri": code_uri,
+        "spot": settings.spot_training,
+        "checkpoint_uri": request.get("CheckpointConfig", {}).get("S3Uri"),
     }
 
 

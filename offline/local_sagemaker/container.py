@@ -9,8 +9,9 @@ What the SageMaker training toolkit does inside the PyTorch container, and the s
 - Debugger reads ``debughookconfig.json`` (``LocalPath``, ``HookParameters``, ``CollectionConfigurations``);
   ``SMDEBUG_CONFIG_FILE_PATH`` points smdebug at it outside ``/opt/ml``;
 - metrics are read from the log by the job's ``MetricDefinitions`` regexes (first group, as a float);
-- checkpoints go to ``CheckpointConfig.LocalPath`` (``/opt/ml/checkpoints``); locally the folder is also given as
-  ``SM_CHECKPOINT_DIR``, a variable SageMaker itself does not set;
+- checkpoints go to ``CheckpointConfig.LocalPath`` (``/opt/ml/checkpoints``), which exists only for a job with a
+  CheckpointConfig; locally that folder is given as ``SM_CHECKPOINT_DIR`` (a variable SageMaker itself does not
+  set, read by the training code when ``/opt/ml/checkpoints`` is absent), and only for such a job;
 - a failed job's ``FailureReason`` is ``AlgorithmError: <output/failure>`` when the script wrote that file, else
   the toolkit's ``ExecuteUserScriptError`` with the exit code and the end of stderr.
 """
@@ -128,6 +129,7 @@ def container_environment(
     job_name: str,
     job_environment: Mapping[str, str],
     debug_config_file: Path | None,
+    checkpoint_dir: Path | None = None,
 ) -> dict[str, str]:
     """The environment the toolkit gives the training script (the ``SM_*`` variables)."""
     environment = {
@@ -148,7 +150,6 @@ def container_environment(
         # TRAINING_JOB_NAME is left out on purpose: it makes smdebug skip its end-of-training marker, which on
         # SageMaker the platform replaces by telling the rule jobs; locally the rules need the marker.
         "SM_TRAINING_JOB_NAME": job_name,
-        "SM_CHECKPOINT_DIR": str(layout.checkpoint_dir),
         "PYTHONUNBUFFERED": "1",
     }
     for channel in channels:
@@ -157,6 +158,8 @@ def container_environment(
         environment[f"SM_HP_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     if debug_config_file is not None:
         environment["SMDEBUG_CONFIG_FILE_PATH"] = str(debug_config_file)
+    if checkpoint_dir is not None:
+        environment["SM_CHECKPOINT_DIR"] = str(checkpoint_dir)
     python_path = [str(layout.code_dir), os.environ.get("PYTHONPATH", "")]
     environment["PYTHONPATH"] = os.pathsep.join(part for part in python_path if part)
     return {**environment, **job_environment}

@@ -42,7 +42,7 @@ from offline.local_sagemaker.endpoints import (
     sample_jpeg,
 )
 from offline.local_sagemaker.progress import LogCallback, ProgressCallback, ProgressEvent
-from offline.local_sagemaker.training import JobServices, RuleEvaluator, TrainingRun
+from offline.local_sagemaker.training import JobServices, RuleEvaluator, SpotInterruptions, TrainingRun
 from offline.local_sagemaker.tuning import TuningRun
 from offline.moto_shims import MotoPatch, PatchSet, SageMakerMissingActions
 from offline.moto_shims._base import patch_attribute
@@ -153,7 +153,9 @@ class LocalSageMaker:
     ``debug_rules.evaluate_rules`` (same signature) run in a subprocess. ``training_code_dir``: where
     ``debug_rules.py`` is looked for when the job's source folder has none. ``seed``: the tuner's sampling seed.
     ``health_check_request``: ``(body, content_type)`` sent to a new fleet before it serves (default: a small
-    JPEG as ``image/jpeg``; None checks ``/ping`` only).
+    JPEG as ``image/jpeg``; None checks ``/ping`` only). ``spot_interruptions``: a predicate on job names; a
+    managed-spot job it selects loses its capacity once, right after its first checkpoint, and restarts from the
+    checkpoints synced to ``CheckpointConfig.S3Uri`` (SecondaryStatus Interrupted → Restarting → Training).
     """
 
     def __init__(
@@ -168,6 +170,7 @@ class LocalSageMaker:
         python: str = sys.executable,
         health_check_request: tuple[bytes, str] | None = DEFAULT_HEALTH_CHECK_REQUEST,
         endpoint_startup_timeout_seconds: float = 180.0,
+        spot_interruptions: SpotInterruptions | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.seed = seed
@@ -179,6 +182,7 @@ class LocalSageMaker:
             rule_evaluator=rule_evaluator,
             fallback_code_dirs=(training_code_dir,) if training_code_dir else (),
             python=python,
+            spot_interruptions=spot_interruptions,
         )
         self.endpoints = EndpointHost(
             EndpointServices(

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -44,6 +45,8 @@ from offline.local_sagemaker.progress import LogCallback, ProgressCallback, Prog
 logger = logging.getLogger(__name__)
 
 RuleEvaluator = Callable[[Path, list[str]], Mapping[str, Mapping[str, str]]]
+# Test control: which managed-spot jobs lose their capacity (once, after their first checkpoint), by job name.
+SpotInterruptions = Callable[[str], bool]
 
 RULE_RUNNER = Path(__file__).with_name("rule_runner.py")
 RULE_STATUSES = ("NoIssuesFound", "IssuesFound", "Error")
@@ -70,6 +73,7 @@ class JobServices:
     fallback_code_dirs: tuple[Path, ...]
     python: str = sys.executable
     rule_timeout_seconds: float = 900.0
+    spot_interruptions: SpotInterruptions | None = None
     # Taken when the executor is created: an in-process Lambda handler patches os.environ while it runs, and its
     # variables must not leak into a job that happens to start meanwhile.
     base_environment: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -128,6 +132,8 @@ class TrainingRun:
         self.metrics = MetricReader([dict(d) for d in definitions])
         self._stop_requested = threading.Event()
         self._max_runtime_exceeded = False
+        self._spot_reclaimed = threading.Event()
+        self.interruptions = 0
         self._process: subprocess.Popen[str] | None = None
         self._process_lock = threading.Lock()
         self._log_lock = threading.Lock()
@@ -293,8 +299,13 @@ class TrainingRun:
             job_name=self.name,
             job_environment=request.get("Environment") or {},
             debug_config_file=debug_config_file,
+            checkpoint_dir=self.layout.checkpoint_dir if self._checkpoint_uri() else None,
         )
+        self._sync_checkpoints_down(s3)
         exit_code = self._run_process(command, environment)
+        while self._spot_reclaimed.is_set() and not self._stop_requested.is_set():
+            exit_code = self._restart_after_interruption(s3, command, environment)
+        self._sync_checkpoints_up(s3)
         if self._max_runtime_exceeded:
             limit = (request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
             self._end("Stopped", "MaxRuntimeExceeded", f"Training job exceeded MaxRuntimeInSeconds ({limit} s)")
@@ -389,11 +400,75 @@ class TrainingRun:
             self._log(line)
             if is_stderr:
                 self._stderr_tail.append(line)
+            self._maybe_reclaim_spot_capacity()
             found = self.metrics.read(line)
             if found:
                 self.job.final_metric_data_list = self.metrics.final_metric_data_list()
                 self._report("metrics", line, epoch=epoch_in(line), metrics=found)
         stream.close()
+
+    # --- managed spot and checkpoints ---------------------------------------------------------------------------
+
+    def _checkpoint_uri(self) -> str | None:
+        uri = (self.request.get("CheckpointConfig") or {}).get("S3Uri")
+        return str(uri) if uri else None
+
+    def _sync_checkpoints_down(self, s3: Any) -> None:
+        """SageMaker copies CheckpointConfig.S3Uri into /opt/ml/checkpoints before the script starts."""
+        uri = self._checkpoint_uri()
+        if not uri:
+            return
+        try:
+            restored = s3io.download_prefix(s3, uri.rstrip("/") + "/", self.layout.checkpoint_dir)
+        except s3io.S3InputMissing:
+            return  # nothing checkpointed yet: a first start
+        self._log(f"restored {len(restored)} checkpoint files from {uri}")
+
+    def _sync_checkpoints_up(self, s3: Any) -> None:
+        """SageMaker keeps /opt/ml/checkpoints in step with CheckpointConfig.S3Uri while the job runs."""
+        uri = self._checkpoint_uri()
+        if uri and self.layout.checkpoint_dir.is_dir():
+            count = s3io.upload_tree(s3, self.layout.checkpoint_dir, uri)
+            if count:
+                self._log(f"synced {count} checkpoint files to {uri}")
+
+    def _has_checkpoint(self) -> bool:
+        folder = self.layout.checkpoint_dir
+        return folder.is_dir() and any(not path.name.startswith(".") for path in folder.iterdir())
+
+    def _maybe_reclaim_spot_capacity(self) -> None:
+        """Test control: a managed-spot job chosen by ``spot_interruptions`` loses its instance once, mid-run,
+        as soon as it has written a checkpoint (so the restart has something to resume from)."""
+        chosen = self.services.spot_interruptions
+        if (
+            chosen is None
+            or self.interruptions
+            or self._spot_reclaimed.is_set()
+            or not self.request.get("EnableManagedSpotTraining")
+            or not chosen(self.name)
+            or not self._has_checkpoint()
+        ):
+            return
+        self._spot_reclaimed.set()
+        with self._process_lock:
+            if self._process is not None and self._process.poll() is None:
+                self._process.kill()  # no warning, no clean shutdown: the instance is gone
+
+    def _restart_after_interruption(self, s3: Any, command: list[str], environment: Mapping[str, str]) -> int:
+        self._spot_reclaimed.clear()
+        self.interruptions += 1
+        self._transition("Interrupted", "The spot capacity was reclaimed; the job restarts when capacity returns.")
+        message = f"{self.name}: spot capacity reclaimed (interruption {self.interruptions})"
+        self._report("status", message, status="Interrupted")
+        self._log(f"spot interruption {self.interruptions}: the training process was killed")
+        self._sync_checkpoints_up(s3)
+        # A new instance starts with an empty /opt/ml/checkpoints, filled from S3.
+        shutil.rmtree(self.layout.checkpoint_dir, ignore_errors=True)
+        self.layout.checkpoint_dir.mkdir(parents=True)
+        self._transition("Restarting", "Restarting the training job on new spot capacity.")
+        self._sync_checkpoints_down(s3)
+        self._transition("Training", "Training resumed from the last checkpoint.")
+        return self._run_process(command, environment)
 
     # --- outputs ---------------------------------------------------------------------------------------------
 
@@ -404,9 +479,6 @@ class TrainingRun:
         archive = s3io.tar_folder(self.layout.model_dir, self.job_dir / "model.tar.gz")
         uri = s3io.upload_file(s3, archive, s3io.join_s3_uri(self._output_prefix(), "model.tar.gz"))
         self.job.model_artifacts = {"S3ModelArtifacts": uri}
-        checkpoint = self.request.get("CheckpointConfig") or {}
-        if checkpoint.get("S3Uri") and any(self.layout.checkpoint_dir.iterdir()):
-            s3io.upload_tree(s3, self.layout.checkpoint_dir, checkpoint["S3Uri"])
 
     def _upload_output_data(self, s3: Any) -> None:
         archive = s3io.tar_folder(self.layout.output_data_dir, self.job_dir / "output.tar.gz")

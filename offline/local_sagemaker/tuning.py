@@ -66,6 +66,9 @@ def _trial_request(definition: Mapping[str, Any], name: str, hyperparameters: di
     for optional in ("CheckpointConfig", "Environment", "VpcConfig", "EnableManagedSpotTraining"):
         if optional in definition:
             request[optional] = copy.deepcopy(definition[optional])
+    if request.get("CheckpointConfig", {}).get("S3Uri"):
+        # Each trial checkpoints under its own name: a trial must never resume another trial's weights.
+        request["CheckpointConfig"]["S3Uri"] = request["CheckpointConfig"]["S3Uri"].rstrip("/") + f"/{name}"
     return request
 
 

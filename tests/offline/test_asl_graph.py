@@ -18,7 +18,10 @@ def _fill_of(svg: str, state: str) -> str:
 
 def test_render_failed_run_marks_path_and_failed_state() -> None:
     # GIVEN a run that failed in CheckRules
-    path = ["LoadRunSettings", "ValidateDataset", "StartTuning", "CheckRules", "NotifyFailure", "RunFailed"]
+    path = [
+        *("LoadRunSettings", "ClaimPipeline", "IsPipelineFree", "ValidateDataset", "CheckAlreadyTrained"),
+        *("IsNewDataset", "StartTuning", "CheckRules", "NotifyFailure", "RunFailed"),
+    ]
     # WHEN it is drawn
     svg = render_svg(ASL, path, failed_state="CheckRules")
     # THEN it is valid SVG with every state, the failed state red and unvisited states white
@@ -28,8 +31,9 @@ def test_render_failed_run_marks_path_and_failed_state() -> None:
     assert _fill_of(svg, "CheckRules") == COLOURS["failed"]
     assert _fill_of(svg, "ValidateDataset") == COLOURS["visited"]
     assert _fill_of(svg, "DeployEndpoint") == "#ffffff"
-    # bold: the four real transitions of the path (StartTuning -> CheckRules is no edge of the ASL)
-    assert svg.count('stroke-width="2.5"') == 4
+    # bold: the seven real transitions of the path (StartTuning -> CheckRules and NotifyFailure -> RunFailed are
+    # no edges of the ASL)
+    assert svg.count('stroke-width="2.5"') == 7
 
 
 def test_render_successful_run_draws_no_failure_edges() -> None:

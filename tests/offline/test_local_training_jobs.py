@@ -541,3 +541,24 @@ def test_a_state_machine_poll_loop_sees_the_job_run_and_complete(executor: Local
     assert result["status"] == "SUCCEEDED"
     assert seen[0] == "InProgress"
     assert seen[-1] == "Completed"
+
+
+def test_spot_trials_checkpoint_each_under_their_own_name() -> None:
+    from offline.local_sagemaker.tuning import _trial_request
+
+    # GIVEN a tuning job definition on managed spot with one CheckpointConfig for all its trials
+    definition = {
+        "AlgorithmSpecification": {"TrainingImage": "img", "TrainingInputMode": "File"},
+        "OutputDataConfig": {"S3OutputPath": "s3://b/jobs/run/"},
+        "EnableManagedSpotTraining": True,
+        "CheckpointConfig": {"S3Uri": "s3://b/jobs/run/checkpoints/hpo-run", "LocalPath": "/opt/ml/checkpoints"},
+    }
+
+    # WHEN two trials are started from it
+    first, second = (_trial_request(definition, name, {}) for name in ("hpo-run-001-aa", "hpo-run-002-bb"))
+
+    # THEN each resumes only its own checkpoints, and the definition itself is untouched
+    assert first["CheckpointConfig"]["S3Uri"] == "s3://b/jobs/run/checkpoints/hpo-run/hpo-run-001-aa"
+    assert second["CheckpointConfig"]["S3Uri"] == "s3://b/jobs/run/checkpoints/hpo-run/hpo-run-002-bb"
+    assert first["EnableManagedSpotTraining"] is True
+    assert definition["CheckpointConfig"]["S3Uri"] == "s3://b/jobs/run/checkpoints/hpo-run"

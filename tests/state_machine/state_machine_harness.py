@@ -62,7 +62,11 @@ TEMPLATE_PARAMETERS = {
 # The flow of a successful run, each state once (poll loops collapsed).
 HAPPY_PATH = [
     "LoadRunSettings",
+    "ClaimPipeline",
+    "IsPipelineFree",
     "ValidateDataset",
+    "CheckAlreadyTrained",
+    "IsNewDataset",
     "StartTuning",
     "WaitForTuning",
     "GetTuningStatus",
@@ -73,13 +77,21 @@ HAPPY_PATH = [
     "GetTrainingStatus",
     "IsTrainingDone",
     "CheckRules",
+    "EvaluateModel",
+    "IsModelGoodEnough",
     "DeployEndpoint",
     "WaitForEndpoint",
     "GetEndpointStatus",
     "IsEndpointReady",
+    "ApproveModel",
+    "RecordRun",
+    "ReleasePipeline",
+    "HowDidItEnd",
     "RetrainingSucceeded",
 ]
-FAILURE_TAIL = ["NotifyFailure", "RunFailed"]
+# Every ending records the run and releases the pipeline before the terminal state.
+ENDING = ["RecordRun", "ReleasePipeline", "HowDidItEnd"]
+FAILURE_TAIL = ["NotifyFailure", *ENDING, "RunFailed"]
 
 
 POLL_STATES = {
@@ -91,7 +103,7 @@ POLL_STATES = {
 
 def assert_failed_in(run: Run, state: str) -> None:
     """The run followed the happy path up to ``state``, failed there, and went to NotifyFailure → RunFailed."""
-    assert run.states[-3:] == [state, *FAILURE_TAIL], run.states[-5:]
+    assert run.states[-len(FAILURE_TAIL) - 1 :] == [state, *FAILURE_TAIL], run.states[-8:]
     expected = HAPPY_PATH[: HAPPY_PATH.index(state) + 1]
     if state in POLL_STATES and POLL_STATES[state] in run.states:  # the loop went round before the failing poll
         expected.append(POLL_STATES[state])
@@ -136,6 +148,7 @@ TRAIN_SCRIPT = """
         time.sleep(60)
     for epoch in range(1, args.epochs + 1):
         print(f"epoch={epoch} train_loss={1.0 / epoch:.4f} valid_accuracy={0.5 + 0.1 * epoch:.4f}", flush=True)
+    print(f"test_accuracy={behaviour.get('test_accuracy', 0.9)}", flush=True)
     model_dir = pathlib.Path(os.environ["SM_MODEL_DIR"])
     model = {"job": os.environ["SM_TRAINING_JOB_NAME"], "healthy": behaviour["model"] == "healthy"}
     (model_dir / "model.json").write_text(json.dumps(model))

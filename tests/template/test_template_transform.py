@@ -18,6 +18,13 @@ STATE_MODULES = {
     "DeployEndpointFunction": "deploy_endpoint",
     "EndpointStatusFunction": "endpoint_status",
     "NotifyFailureFunction": "notify_failure",
+    "EvaluateModelFunction": "evaluate_model",
+    "RejectModelFunction": "reject_model",
+    "ApproveModelFunction": "approve_model",
+    "ClaimPipelineFunction": "claim_pipeline",
+    "CheckAlreadyTrainedFunction": "check_already_trained",
+    "RecordRunFunction": "record_run",
+    "ReleasePipelineFunction": "release_pipeline",
 }
 
 

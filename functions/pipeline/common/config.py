@@ -78,6 +78,21 @@ class Settings:
     max_polls: int
     extra_hyperparameters: dict[str, str]
     training_code_dir: Path
+    # Champion/challenger gate and model registry (EvaluateModel, RejectModel, ApproveModel).
+    model_package_group: str
+    accuracy_floor: float
+    champion_tolerance: float
+    # Cost controls: managed spot (tuning trials, final training), its wait bound, warm pools for trials.
+    spot_tuning: bool
+    spot_training: bool
+    max_wait_seconds: int
+    warm_pool_seconds: int
+    # One run at a time, no double training, run records and their cost estimate (pipeline_state, run_record).
+    pipeline_table: str
+    lease_seconds: int
+    always_retrain_on_schedule: bool
+    runs_prefix: str
+    instance_prices: dict[str, float]
 
 
 def load_settings() -> Settings:
@@ -120,4 +135,17 @@ def load_settings() -> Settings:
         # Static hyperparameters added to every job (the offline run uses it for small images and few batches).
         extra_hyperparameters={str(k): str(v) for k, v in json.loads(_env("EXTRA_HYPERPARAMETERS", "{}")).items()},
         training_code_dir=Path(_env("TRAINING_CODE_DIR", str(_default_training_code_dir()))),
+        model_package_group=_env("MODEL_PACKAGE_GROUP", "dog-breed-classifier"),
+        accuracy_floor=float(_env("ACCURACY_FLOOR", "0.60")),
+        champion_tolerance=float(_env("CHAMPION_TOLERANCE", "0.01")),
+        spot_tuning=_env_bool("SPOT_TUNING", True),
+        spot_training=_env_bool("SPOT_TRAINING", False),
+        max_wait_seconds=_env_int("MAX_WAIT_SECONDS", 2 * 4 * 3600),
+        warm_pool_seconds=_env_int("WARM_POOL_SECONDS", 0),
+        pipeline_table=_env("PIPELINE_TABLE", ""),
+        lease_seconds=_env_int("LEASE_SECONDS", 12 * 3600),
+        always_retrain_on_schedule=_env_bool("ALWAYS_RETRAIN_ON_SCHEDULE", False),
+        runs_prefix=_env("RUNS_PREFIX", "runs/"),
+        # On-demand USD per instance-hour by instance type, for the run record's cost estimate.
+        instance_prices={str(k): float(v) for k, v in json.loads(_env("INSTANCE_PRICES", "{}")).items()},
     )

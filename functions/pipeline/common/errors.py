@@ -59,3 +59,7 @@ class PollLimitExceeded(PipelineError):
 
 class InvalidSageMakerRequest(PipelineError):
     """A request we built breaks the SageMaker service model (enum, length or name pattern)."""
+
+
+class ModelMetricMissing(PipelineError):
+    """The training job reported no test accuracy, so the champion/challenger gate cannot judge the model."""

@@ -25,6 +25,7 @@ INFERENCE_PROGRAM = "inference.py"
 # Where the PyTorch inference container finds code/ inside the extracted model.tar.gz.
 INFERENCE_CODE_DIR = "/opt/ml/model/code"
 VARIANT_NAME = "AllTraffic"
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 LOG_LEVEL_INFO = 20
 
 BATCH_SIZES = (32, 64, 128, 256)
@@ -103,8 +104,65 @@ def _tags(dataset: Dataset) -> list[dict[str, str]]:
     ]
 
 
+def checkpoint_uri(settings: Settings, run_id: str, job_name: str) -> str:
+    return f"s3://{settings.bucket}/{settings.output_prefix}{run_id}/checkpoints/{job_name}"
+
+
+def cost_controls(settings: Settings, *, spot: bool, job_name: str, run_id: str) -> dict[str, Any]:
+    """Managed spot with checkpoints and the wait bound, for a training job or a tuning job's definition.
+
+    MaxWaitTimeInSeconds (waiting for spot capacity plus running) must be at least MaxRuntimeInSeconds, so a
+    MaxWaitSeconds below the runtime bound is raised to it rather than refused by SageMaker hours later.
+    Checkpoints go with spot only: they are what lets an interrupted job resume instead of starting over.
+    """
+    if not spot:
+        return {"StoppingCondition": {"MaxRuntimeInSeconds": settings.max_training_seconds}}
+    return {
+        "EnableManagedSpotTraining": True,
+        "CheckpointConfig": {
+            "S3Uri": checkpoint_uri(settings, run_id, job_name),
+            "LocalPath": CHECKPOINT_LOCAL_PATH,
+        },
+        "StoppingCondition": {
+            "MaxRuntimeInSeconds": settings.max_training_seconds,
+            "MaxWaitTimeInSeconds": max(settings.max_wait_seconds, settings.max_training_seconds),
+        },
+    }
+
+
+def warm_pool_seconds(settings: Settings) -> tuple[int, str | None]:
+    """KeepAlivePeriodInSeconds for tuning trials, and why it is off when it was asked for but cannot be used.
+
+    SageMaker's managed warm pools keep on-demand instances between jobs; they are not available to managed spot
+    training, so with SpotTuning on the warm pool is left off (and the reason logged) rather than sent in a
+    request SageMaker refuses.
+    """
+    if settings.warm_pool_seconds <= 0:
+        return 0, None
+    if settings.spot_tuning:
+        return 0, (
+            f"WarmPoolSeconds={settings.warm_pool_seconds} ignored: warm pools cannot be combined with managed spot "
+            "training (SpotTuning=true); set SpotTuning=false to use them"
+        )
+    return settings.warm_pool_seconds, None
+
+
+def warm_start_config(parent_job_name: str) -> dict[str, Any]:
+    # TransferLearning: the parent trained on an earlier dataset zip; IdenticalDataAndAlgorithm would be a lie.
+    return {
+        "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": parent_job_name}],
+        "WarmStartType": "TransferLearning",
+    }
+
+
 def tuning_job_request(
-    settings: Settings, dataset: Dataset, job_name: str, code_uri: str, region: str
+    settings: Settings,
+    dataset: Dataset,
+    job_name: str,
+    code_uri: str,
+    region: str,
+    *,
+    warm_start_parent: str | None = None,
 ) -> dict[str, Any]:
     static = _static_hyperparameters(settings, TUNING_PROGRAM, code_uri, region)
     static |= encode_hyperparameters(
@@ -115,7 +173,15 @@ def tuning_job_request(
             "sagemaker_estimator_module": "sagemaker.pytorch.estimator",
         }
     )
-    return {
+    resource_config: dict[str, Any] = {
+        "InstanceType": settings.tuning_instance_type,
+        "InstanceCount": 1,
+        "VolumeSizeInGB": settings.training_volume_gb,
+    }
+    keep_alive, _ = warm_pool_seconds(settings)
+    if keep_alive:
+        resource_config["KeepAlivePeriodInSeconds"] = keep_alive
+    request: dict[str, Any] = {
         "HyperParameterTuningJobName": job_name,
         "HyperParameterTuningJobConfig": {
             "Strategy": "Bayesian",
@@ -151,15 +217,14 @@ def tuning_job_request(
             "RoleArn": settings.sagemaker_role_arn,
             "InputDataConfig": [_training_channel(dataset)],
             "OutputDataConfig": {"S3OutputPath": job_output_uri(settings, dataset.run_id)},
-            "ResourceConfig": {
-                "InstanceType": settings.tuning_instance_type,
-                "InstanceCount": 1,
-                "VolumeSizeInGB": settings.training_volume_gb,
-            },
-            "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_training_seconds},
+            "ResourceConfig": resource_config,
+            **cost_controls(settings, spot=settings.spot_tuning, job_name=job_name, run_id=dataset.run_id),
         },
         "Tags": _tags(dataset),
     }
+    if warm_start_parent:
+        request["WarmStartConfig"] = warm_start_config(warm_start_parent)
+    return request
 
 
 def rule_configurations(names: tuple[str, ...], rule_image_uri: str) -> list[dict[str, Any]]:
@@ -198,7 +263,7 @@ def training_job_request(
             "InstanceCount": settings.training_instance_count,
             "VolumeSizeInGB": settings.training_volume_gb,
         },
-        "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_training_seconds},
+        **cost_controls(settings, spot=settings.spot_training, job_name=job_name, run_id=dataset.run_id),
         "Tags": _tags(dataset),
     }
     if settings.debugger_rules_enabled:
@@ -264,4 +329,36 @@ def endpoint_config_request(
             }
         ],
         "Tags": _tags(dataset),
+    }
+
+
+# What inference.py accepts and answers (see its input_fn / output_fn).
+INFERENCE_CONTENT_TYPES = ["image/jpeg", "image/png", "application/x-image", "application/json"]
+INFERENCE_RESPONSE_TYPES = ["application/json"]
+
+
+def model_package_request(
+    settings: Settings,
+    dataset: Dataset,
+    model_data_url: str,
+    region: str,
+    description: str,
+    properties: dict[str, str],
+    client_token: str,
+) -> dict[str, Any]:
+    """A model package version: the same container as ``model_request``, deployable from the registry as is."""
+    container = model_request(settings, dataset, "unused", model_data_url, region)["PrimaryContainer"]
+    return {
+        "ModelPackageGroupName": settings.model_package_group,
+        "ModelPackageDescription": description[:1024],
+        "InferenceSpecification": {
+            "Containers": [container],
+            "SupportedContentTypes": list(INFERENCE_CONTENT_TYPES),
+            "SupportedResponseMIMETypes": list(INFERENCE_RESPONSE_TYPES),
+            "SupportedRealtimeInferenceInstanceTypes": [settings.endpoint_instance_type],
+        },
+        "ModelApprovalStatus": "PendingManualApproval",
+        "CustomerMetadataProperties": properties,
+        # Idempotent on AWS: a retried EvaluateModel gets the version its first attempt created.
+        "ClientToken": client_token[:36],
     }

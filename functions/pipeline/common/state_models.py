@@ -25,6 +25,7 @@ class Dataset(_StatePart):
     run_id: str
     validated_uri: str
     class_count: int | None = None
+    counts: dict[str, int] = Field(default_factory=dict)
 
 
 class PollStatus(_StatePart):
@@ -77,3 +78,13 @@ class Deployment(_StatePart):
 
 def next_poll(previous: PollStatus | None) -> int:
     return (previous.polls if previous else 0) + 1
+
+
+class Gate(_StatePart):
+    """EvaluateModel's output ($.gate)."""
+
+    passed: bool
+    reason: str
+    challenger_accuracy: float
+    champion_accuracy: float | None = None
+    model_package_arn: str

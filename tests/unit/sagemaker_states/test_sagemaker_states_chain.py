@@ -16,9 +16,11 @@ import pytest
 from sagemaker_states_support import REGION, load_event
 
 from pipeline import (
+    approve_model,
     check_rules,
     deploy_endpoint,
     endpoint_status,
+    evaluate_model,
     pick_best_job,
     start_training,
     start_tuning,
@@ -34,8 +36,10 @@ HANDLERS: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]] = {
     "StartTraining": start_training.lambda_handler,
     "GetTrainingStatus": training_status.lambda_handler,
     "CheckRules": check_rules.lambda_handler,
+    "EvaluateModel": evaluate_model.lambda_handler,
     "DeployEndpoint": deploy_endpoint.lambda_handler,
     "GetEndpointStatus": endpoint_status.lambda_handler,
+    "ApproveModel": approve_model.lambda_handler,
 }
 EXECUTION = {
     "Name": "0b8a5f3e-8a43-4d0e-9a51-7c1f2b9d6e10",
@@ -85,11 +89,14 @@ def test_handlers_feed_each_other_through_the_asl_wiring(
         if name == "CheckRules":
             report = {"rules": {"LossNotDecreasing": {"status": "NoIssuesFound", "details": ""}}}
             _put_output(state["training"]["output_uri"], state["training"]["job_name"], report)
+        if name == "EvaluateModel":
+            job = sagemaker_backend.training_jobs[state["training"]["job_name"]]
+            job.final_metric_data_list = [{"MetricName": "test:accuracy", "Value": 0.83, "Timestamp": "2025-11-25"}]
 
     # WHEN the states run in the ASL's order, each result written to its ResultPath
     visited = []
     name = "StartTuning"
-    while name != "RetrainingSucceeded":
+    while name != "RecordRun":  # the run record and lease release are not SageMaker states
         definition = ASL["States"][name]
         if definition["Type"] == "Wait":
             name = definition["Next"]
@@ -111,6 +118,13 @@ def test_handlers_feed_each_other_through_the_asl_wiring(
     assert state["deployment"]["status"]["serving_config"] == state["deployment"]["endpoint_config"]
     assert state["rules"]["passed"] is True
     assert state["best"]["hyperparameters"] == {"batch_size": 128, "learning_rate": 0.02}
+    assert (state["gate"]["passed"], state["gate"]["challenger_accuracy"]) == (True, 0.83)
+    assert state["approval"] == {
+        "model_package_arn": state["gate"]["model_package_arn"],
+        "status": "Approved",
+        "endpoint": state["deployment"]["endpoint"],
+        "endpoint_config": state["deployment"]["endpoint_config"],
+    }
 
 
 def _trial(tuning_job: str) -> dict[str, Any]:

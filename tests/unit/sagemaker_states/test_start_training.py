@@ -112,6 +112,9 @@ def test_request_is_exactly_the_agreed_training_job(
         "rules": [*DEBUGGER_RULES, "ProfilerReport"],
         "output_uri": OUTPUT,
         "code_uri": code_uri,
+        # SpotTraining defaults to off: the final job is on-demand, with no checkpoint configuration.
+        "spot": False,
+        "checkpoint_uri": None,
     }
 
 

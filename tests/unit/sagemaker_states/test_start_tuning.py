@@ -20,6 +20,14 @@ from pipeline.common.state_models import Dataset
 from pipeline.common.training_code_bundle import build_bundle
 
 JOB = "hpo-251125-015343-3f9a1c"
+NO_EARLIER_TUNING_JOBS = {"HyperParameterTuningJobSummaries": []}
+WARM_START_SEARCH = {
+    "NameContains": "hpo-",
+    "StatusEquals": "Completed",
+    "SortBy": "CreationTime",
+    "SortOrder": "Descending",
+    "MaxResults": 10,
+}
 
 
 def _expected_request(code_uri: str) -> dict[str, Any]:
@@ -75,7 +83,13 @@ def _expected_request(code_uri: str) -> dict[str, Any]:
             ],
             "OutputDataConfig": {"S3OutputPath": "s3://dog-data/jobs/251125-015343-3f9a1c/"},
             "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-            "StoppingCondition": {"MaxRuntimeInSeconds": 14400},
+            # SpotTuning defaults to on: trials on spot capacity, checkpointed, waiting at most MaxWaitSeconds.
+            "EnableManagedSpotTraining": True,
+            "CheckpointConfig": {
+                "S3Uri": "s3://dog-data/jobs/251125-015343-3f9a1c/checkpoints/hpo-251125-015343-3f9a1c",
+                "LocalPath": "/opt/ml/checkpoints",
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": 14400, "MaxWaitTimeInSeconds": 28800},
         },
         "Tags": [
             {"Key": "pipeline", "Value": "dog-breed-retraining"},
@@ -91,6 +105,7 @@ def test_request_is_exactly_the_agreed_tuning_job(
     # GIVEN a stubbed SageMaker that expects the exact request
     gateway, stubber = stubbed
     code_uri = f"s3://{BUCKET}/{build_bundle(pipeline_env).key('code/')}"
+    stubber.add_response("list_hyper_parameter_tuning_jobs", NO_EARLIER_TUNING_JOBS, WARM_START_SEARCH)
     stubber.add_response(
         "create_hyper_parameter_tuning_job",
         {"HyperParameterTuningJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/{JOB}"},
@@ -106,6 +121,10 @@ def test_request_is_exactly_the_agreed_tuning_job(
         "code_uri": code_uri,
         "output_uri": "s3://dog-data/jobs/251125-015343-3f9a1c/",
         "max_jobs": 5,
+        "warm_start_parent": None,
+        "warm_start_skipped": "no completed tuning job of this pipeline yet (first run): cold start",
+        "spot": True,
+        "warm_pool_seconds": 0,
     }
 
 
@@ -141,6 +160,7 @@ def test_throttled_create_is_raised_as_retryable(
     aws: None, settings: Settings, dataset: Dataset, stubbed: tuple[SageMakerGateway, Stubber]
 ) -> None:
     gateway, stubber = stubbed
+    stubber.add_response("list_hyper_parameter_tuning_jobs", NO_EARLIER_TUNING_JOBS, WARM_START_SEARCH)
     stubber.add_client_error("create_hyper_parameter_tuning_job", "ThrottlingException", http_status_code=400)
 
     with pytest.raises(SageMakerThrottled):
@@ -167,6 +187,7 @@ def test_retry_finding_its_own_job_carries_on(
 ) -> None:
     # GIVEN the job already exists because an earlier attempt of this state created it
     gateway, stubber = stubbed
+    stubber.add_response("list_hyper_parameter_tuning_jobs", NO_EARLIER_TUNING_JOBS, WARM_START_SEARCH)
     stubber.add_client_error("create_hyper_parameter_tuning_job", "ResourceInUse", http_status_code=400)
     stubber.add_response(
         "describe_hyper_parameter_tuning_job",
@@ -183,6 +204,7 @@ def test_name_taken_by_a_job_on_other_data_is_an_error(
     aws: None, settings: Settings, dataset: Dataset, stubbed: tuple[SageMakerGateway, Stubber]
 ) -> None:
     gateway, stubber = stubbed
+    stubber.add_response("list_hyper_parameter_tuning_jobs", NO_EARLIER_TUNING_JOBS, WARM_START_SEARCH)
     stubber.add_client_error("create_hyper_parameter_tuning_job", "ResourceInUse", http_status_code=400)
     stubber.add_response(
         "describe_hyper_parameter_tuning_job",
@@ -192,3 +214,24 @@ def test_name_taken_by_a_job_on_other_data_is_an_error(
 
     with pytest.raises(ClientError, match="ResourceInUse"):
         start_tuning.start_tuning(dataset, settings, gateway, boto3.client("s3", region_name=REGION))
+
+
+def test_retry_reports_the_parent_the_existing_job_really_has(
+    aws: None, settings: Settings, dataset: Dataset, stubbed: tuple[SageMakerGateway, Stubber]
+) -> None:
+    # GIVEN the first attempt created the job warm-started from hpo-old, which no longer is the newest completed job
+    gateway, stubber = stubbed
+    stubber.add_response("list_hyper_parameter_tuning_jobs", NO_EARLIER_TUNING_JOBS, WARM_START_SEARCH)
+    stubber.add_client_error("create_hyper_parameter_tuning_job", "ResourceInUse", http_status_code=400)
+    existing = _existing_job(dataset.validated_uri) | {
+        "WarmStartConfig": {
+            "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": "hpo-old"}],
+            "WarmStartType": "TransferLearning",
+        }
+    }
+    stubber.add_response("describe_hyper_parameter_tuning_job", existing, {"HyperParameterTuningJobName": JOB})
+
+    result = start_tuning.start_tuning(dataset, settings, gateway, boto3.client("s3", region_name=REGION))
+
+    # THEN the state shows the parent the running job has
+    assert (result["warm_start_parent"], result["warm_start_skipped"]) == ("hpo-old", None)

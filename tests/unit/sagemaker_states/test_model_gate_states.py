@@ -1,0 +1,353 @@
+"""EvaluateModel, RejectModel and ApproveModel against moto's model registry (and a Stubber for the exact request)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.sns.models import sns_backends
+from sagemaker_states_support import INFERENCE_IMAGE, REGION, ROLE_ARN, load_event
+
+from pipeline import approve_model, evaluate_model, reject_model
+from pipeline.common.config import Settings
+from pipeline.common.errors import ModelMetricMissing
+from pipeline.common.sagemaker_gateway import SageMakerGateway
+from pipeline.common.state_models import BestJob, Dataset, Training
+
+GROUP = "dog-breed-classifier"
+ENDPOINT = "dog-breed-classifier"
+JOB = "train-251125-015343-3f9a1c"
+
+
+@pytest.fixture
+def event() -> dict[str, Any]:
+    return load_event("evaluate_model_after_rules")
+
+
+@pytest.fixture
+def topic(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    arn = str(boto3.client("sns", region_name=REGION).create_topic(Name="failures")["TopicArn"])
+    monkeypatch.setenv("FAILURE_TOPIC_ARN", arn)
+    return arn
+
+
+def sagemaker() -> Any:
+    return boto3.client("sagemaker", region_name=REGION)
+
+
+def trained(sagemaker_backend: Any, name: str = JOB, test_accuracy: float | None = 0.83) -> None:
+    """A completed training job in moto with the final metrics the training code's regexes would produce."""
+    sagemaker().create_training_job(
+        TrainingJobName=name,
+        AlgorithmSpecification={"TrainingImage": "img", "TrainingInputMode": "File"},
+        RoleArn=ROLE_ARN,
+        OutputDataConfig={"S3OutputPath": "s3://dog-data/jobs/251125-015343-3f9a1c/"},
+        ResourceConfig={"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600},
+    )
+    metrics = [{"MetricName": "validation:accuracy", "Value": 0.81, "Timestamp": "2025-11-25T02:00:00Z"}]
+    if test_accuracy is not None:
+        metrics.append({"MetricName": "test:accuracy", "Value": test_accuracy, "Timestamp": "2025-11-25T02:00:00Z"})
+    sagemaker_backend.training_jobs[name].final_metric_data_list = metrics
+
+
+def serving(config: str) -> None:
+    """The endpoint InService on ``config``."""
+    client = sagemaker()
+    client.create_model(ModelName=config, PrimaryContainer={"Image": INFERENCE_IMAGE}, ExecutionRoleArn=ROLE_ARN)
+    client.create_endpoint_config(
+        EndpointConfigName=config,
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": config, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+        ],
+    )
+    if any(e["EndpointName"] == ENDPOINT for e in client.list_endpoints()["Endpoints"]):
+        client.update_endpoint(EndpointName=ENDPOINT, EndpointConfigName=config)
+    else:
+        client.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=config)
+
+
+def run_evaluate(event: dict[str, Any], lambda_context: Any) -> dict[str, Any]:
+    return evaluate_model.lambda_handler(copy.deepcopy(event), lambda_context)
+
+
+def approve(gate: dict[str, Any], config: str, lambda_context: Any) -> dict[str, Any]:
+    deployment = {"endpoint": ENDPOINT, "endpoint_config": config, "model": config, "action": "create"}
+    return approve_model.lambda_handler(
+        {"gate": gate, "deployment": deployment, "execution_name": "r1"}, lambda_context
+    )
+
+
+def package(arn: str) -> dict[str, Any]:
+    return dict(sagemaker().describe_model_package(ModelPackageName=arn))
+
+
+# --- EvaluateModel ------------------------------------------------------------------------------------------------
+
+
+def test_first_model_passes_on_the_floor_and_is_registered_pending_with_its_story(
+    sagemaker_backend: Any, pipeline_env: Path, event: dict[str, Any], lambda_context: Any
+) -> None:
+    # GIVEN a trained model and no endpoint, no registry group yet
+    trained(sagemaker_backend, test_accuracy=0.83)
+
+    # WHEN the gate evaluates it
+    gate = run_evaluate(event, lambda_context)
+
+    # THEN it passes with no champion, and the group was created with one PendingManualApproval version
+    assert (gate["passed"], gate["champion_accuracy"], gate["champion_package_arn"]) == (True, None, None)
+    assert gate["challenger_accuracy"] == 0.83
+    assert (gate["floor"], gate["tolerance"], gate["model_package_group"]) == (0.6, 0.01, GROUP)
+    registered = package(gate["model_package_arn"])
+    assert registered["ModelPackageGroupName"] == GROUP
+    assert registered["ModelApprovalStatus"] == "PendingManualApproval"
+    # AND the package carries metrics, dataset identity, hyperparameters and rule results
+    properties = registered["CustomerMetadataProperties"]
+    assert properties["test_accuracy"] == "0.83"
+    assert properties["validation_accuracy"] == "0.81"
+    assert properties["training_job"] == JOB
+    assert properties["dataset"] == "s3://dog-data/incoming/dogImages.zip"
+    assert properties["dataset_version"] == "3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY"
+    assert properties["dataset_etag"] == "9b2cf535f27731c974343645a3985328-12"
+    assert properties["dataset_counts"] == "train=6680 valid=835 test=836"
+    assert (properties["hp_batch_size"], properties["hp_learning_rate"]) == ("64", "0.0123")
+    assert properties["rule_LossNotDecreasing"] == "NoIssuesFound"
+    assert properties["warm_start_parent"] == "hpo-251118-020112-77aa01"
+    assert properties["gate"] == "passed"
+    # AND the package is deployable as the pipeline deploys it
+    (container,) = registered["InferenceSpecification"]["Containers"]
+    assert container["ModelDataUrl"].endswith(f"{JOB}/output/model.tar.gz")
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+
+
+def test_below_the_floor_is_rejected_but_still_registered(
+    sagemaker_backend: Any, pipeline_env: Path, event: dict[str, Any], lambda_context: Any
+) -> None:
+    trained(sagemaker_backend, test_accuracy=0.42)
+
+    gate = run_evaluate(event, lambda_context)
+
+    assert gate["passed"] is False
+    assert "below the floor 0.6000" in gate["reason"]
+    assert package(gate["model_package_arn"])["CustomerMetadataProperties"]["gate"] == "rejected"
+
+
+def test_champion_is_the_approved_package_the_endpoint_serves(
+    sagemaker_backend: Any, pipeline_env: Path, event: dict[str, Any], lambda_context: Any
+) -> None:
+    # GIVEN a first model (0.90) approved and serving as dogs-1, and an older approved one (0.50) not serving
+    trained(sagemaker_backend, "train-old", test_accuracy=0.50)
+    old = run_evaluate(event | {"training": event["training"] | {"job_name": "train-old"}}, lambda_context)
+    serving("dogs-0")
+    approve(old, "dogs-0", lambda_context)
+    trained(sagemaker_backend, "train-first", test_accuracy=0.90)
+    first = run_evaluate(event | {"training": event["training"] | {"job_name": "train-first"}}, lambda_context)
+    serving("dogs-1")
+    approve(first, "dogs-1", lambda_context)
+    # WHEN a worse model (0.85, more than 0.01 below 0.90) is evaluated
+    trained(sagemaker_backend, test_accuracy=0.85)
+    gate = run_evaluate(event, lambda_context)
+
+    # THEN the champion is the serving one, and the challenger is rejected against it
+    assert (gate["champion_package_arn"], gate["champion_accuracy"]) == (first["model_package_arn"], 0.9)
+    assert gate["passed"] is False
+    assert "worse than the serving model's 0.9000 by more than the tolerance 0.0100" in gate["reason"]
+
+
+def test_champion_within_the_tolerance_lets_the_challenger_pass(
+    sagemaker_backend: Any,
+    pipeline_env: Path,
+    event: dict[str, Any],
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHAMPION_TOLERANCE", "0.05")
+    trained(sagemaker_backend, "train-first", test_accuracy=0.90)
+    first = run_evaluate(event | {"training": event["training"] | {"job_name": "train-first"}}, lambda_context)
+    serving("dogs-1")
+    approve(first, "dogs-1", lambda_context)
+    trained(sagemaker_backend, test_accuracy=0.86)
+
+    gate = run_evaluate(event, lambda_context)
+
+    assert (gate["passed"], gate["champion_accuracy"], gate["tolerance"]) == (True, 0.9, 0.05)
+
+
+def test_endpoint_serving_an_unregistered_model_leaves_only_the_floor(
+    sagemaker_backend: Any, pipeline_env: Path, event: dict[str, Any], lambda_context: Any
+) -> None:
+    # GIVEN an endpoint deployed before the registry existed
+    serving("dogs-before-the-registry")
+    trained(sagemaker_backend, test_accuracy=0.61)
+
+    gate = run_evaluate(event, lambda_context)
+
+    assert (gate["passed"], gate["champion_package_arn"]) == (True, None)
+
+
+def test_no_test_accuracy_fails_the_run_before_anything_is_registered(
+    sagemaker_backend: Any, pipeline_env: Path, event: dict[str, Any], lambda_context: Any
+) -> None:
+    trained(sagemaker_backend, test_accuracy=None)
+
+    with pytest.raises(ModelMetricMissing, match="reported no test:accuracy"):
+        run_evaluate(event, lambda_context)
+
+    assert sagemaker().list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+
+
+def test_retried_evaluation_finds_the_package_its_first_attempt_registered(
+    sagemaker_backend: Any, pipeline_env: Path, event: dict[str, Any], lambda_context: Any
+) -> None:
+    trained(sagemaker_backend)
+    first = run_evaluate(event, lambda_context)
+
+    again = run_evaluate(event, lambda_context)
+
+    assert again["model_package_arn"] == first["model_package_arn"]
+    assert len(sagemaker().list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]) == 1
+
+
+def test_create_model_package_request_is_exactly_the_agreed_one(
+    aws: None, settings: Settings, event: dict[str, Any], stubbed: tuple[SageMakerGateway, Stubber]
+) -> None:
+    # GIVEN an existing group, no endpoint, and no earlier version of this job
+    gateway, stubber = stubbed
+    description = {
+        "TrainingJobName": JOB,
+        "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{JOB}",
+        "TrainingJobStatus": "Completed",
+        "SecondaryStatus": "Completed",
+        "AlgorithmSpecification": {"TrainingInputMode": "File"},
+        "ResourceConfig": {"VolumeSizeInGB": 30},
+        "StoppingCondition": {},
+        "CreationTime": "2025-11-25T02:00:00Z",
+        "ModelArtifacts": {"S3ModelArtifacts": f"s3://dog-data/jobs/r/{JOB}/output/model.tar.gz"},
+        "FinalMetricDataList": [{"MetricName": "test:accuracy", "Value": 0.83}],
+    }
+    stubber.add_response("describe_training_job", description, {"TrainingJobName": JOB})
+    groups = {"ModelPackageGroupSummaryList": [_group_summary()]}
+    stubber.add_response("list_model_package_groups", groups, {"NameContains": GROUP, "MaxResults": 100})
+    stubber.add_response("list_endpoints", {"Endpoints": []}, {"NameContains": ENDPOINT, "MaxResults": 100})
+    newest = {"ModelPackageGroupName": GROUP, "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 20}
+    stubber.add_response("list_model_packages", {"ModelPackageSummaryList": []}, newest)
+    stubber.add_response(
+        "create_model_package",
+        {"ModelPackageArn": f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{GROUP}/1"},
+        {
+            "ModelPackageGroupName": GROUP,
+            "ModelPackageDescription": ANY,
+            "InferenceSpecification": {
+                "Containers": [
+                    {
+                        "Image": INFERENCE_IMAGE,
+                        "ModelDataUrl": f"s3://dog-data/jobs/r/{JOB}/output/model.tar.gz",
+                        "Environment": {
+                            "SAGEMAKER_PROGRAM": "inference.py",
+                            "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                            "SAGEMAKER_REGION": "us-east-1",
+                            "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                        },
+                    }
+                ],
+                "SupportedContentTypes": ["image/jpeg", "image/png", "application/x-image", "application/json"],
+                "SupportedResponseMIMETypes": ["application/json"],
+                "SupportedRealtimeInferenceInstanceTypes": ["ml.m5.large"],
+            },
+            "ModelApprovalStatus": "PendingManualApproval",
+            "CustomerMetadataProperties": ANY,
+            # Idempotency on AWS: the retried call gets the first attempt's version.
+            "ClientToken": JOB,
+        },
+    )
+
+    # WHEN the gate runs
+    gate = evaluate_model.evaluate_model(
+        Dataset.model_validate(event["dataset"]),
+        BestJob.model_validate(event["best"]),
+        Training.model_validate(event["training"]),
+        event["rules"],
+        event["tuning"],
+        settings,
+        gateway,
+        "run-1",
+    )
+
+    # THEN it passed on the floor and names the new version
+    assert (gate["passed"], gate["model_package_arn"]) == (
+        True,
+        f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{GROUP}/1",
+    )
+
+
+def _group_summary() -> dict[str, Any]:
+    return {
+        "ModelPackageGroupName": GROUP,
+        "ModelPackageGroupArn": f"arn:aws:sagemaker:us-east-1:123456789012:model-package-group/{GROUP}",
+        "CreationTime": "2025-11-18T02:00:00Z",
+        "ModelPackageGroupStatus": "Completed",
+    }
+
+
+# --- RejectModel and ApproveModel ----------------------------------------------------------------------------------
+
+
+def test_rejected_model_is_marked_rejected_and_a_distinct_notice_is_sent(
+    sagemaker_backend: Any, pipeline_env: Path, event: dict[str, Any], lambda_context: Any, topic: str
+) -> None:
+    # GIVEN a model the gate rejected
+    trained(sagemaker_backend, test_accuracy=0.42)
+    gate = run_evaluate(event, lambda_context)
+
+    # WHEN RejectModel runs
+    result = reject_model.lambda_handler(
+        {
+            "gate": gate,
+            "dataset": event["dataset"],
+            "execution_name": "run-7",
+            "execution_id": "arn:aws:states:us-east-1:123456789012:execution:retrain:run-7",
+        },
+        lambda_context,
+    )
+
+    # THEN the package is Rejected with the reason, and the notice says "Model rejected", not a failure
+    rejected = package(gate["model_package_arn"])
+    assert rejected["ModelApprovalStatus"] == "Rejected"
+    assert gate["reason"] in rejected["ApprovalDescription"]
+    assert rejected["CustomerMetadataProperties"]["test_accuracy"] == "0.42"
+    assert (result["status"], result["model_package_arn"]) == ("Rejected", gate["model_package_arn"])
+    ((subject, message),) = [
+        (s, m) for _, m, s, *_ in sns_backends[DEFAULT_ACCOUNT_ID][REGION].topics[topic].sent_notifications
+    ]
+    assert subject == "Model rejected: run-7"
+    assert "The pipeline worked; the endpoint keeps serving the current model." in message
+    assert "New model's test accuracy: 0.4200" in message
+    assert "Serving model's test accuracy: none (no model was serving)" in message
+    assert "s3://dog-data/incoming/dogImages.zip (version 3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY)" in message
+
+
+def test_approved_model_records_the_config_it_serves_as_and_keeps_its_metadata(
+    sagemaker_backend: Any, pipeline_env: Path, event: dict[str, Any], lambda_context: Any
+) -> None:
+    trained(sagemaker_backend)
+    gate = run_evaluate(event, lambda_context)
+
+    result = approve(gate, "dogs-251125-015343-3f9a1c", lambda_context)
+
+    approved = package(gate["model_package_arn"])
+    assert approved["ModelApprovalStatus"] == "Approved"
+    assert "dogs-251125-015343-3f9a1c" in approved["ApprovalDescription"]
+    properties = approved["CustomerMetadataProperties"]
+    assert (properties["endpoint_config"], properties["endpoint"]) == ("dogs-251125-015343-3f9a1c", ENDPOINT)
+    assert properties["test_accuracy"] == "0.83"  # the merge keeps what EvaluateModel recorded
+    assert result == {
+        "model_package_arn": gate["model_package_arn"],
+        "status": "Approved",
+        "endpoint": ENDPOINT,
+        "endpoint_config": "dogs-251125-015343-3f9a1c",
+    }
