@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 from moto.core.utils import utcnow
 from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
 from PIL import Image
 
 from offline.local_sagemaker import s3io
 from offline.local_sagemaker.progress import LogCallback, ProgressCallback, ProgressEvent
+from offline.local_sagemaker.s3io import worker_client
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class EndpointHost:
         ]
         if not alarms:
             return None
-        cloudwatch = boto3.session.Session().client("cloudwatch", region_name=backend.region_name)
+        cloudwatch = worker_client("cloudwatch", backend.region_name)
         for alarm in cloudwatch.describe_alarms(AlarmNames=alarms)["MetricAlarms"]:
             if alarm["StateValue"] == "ALARM":
                 return str(alarm["AlarmName"])
@@ -265,8 +265,7 @@ class EndpointHost:
         model_dir = folder / "model"
         try:
             variant, container = self._model_of(backend, config_name)
-            # A session per worker: boto3's shared default session is not thread-safe.
-            s3 = boto3.session.Session().client("s3", region_name=backend.region_name)
+            s3 = worker_client("s3", backend.region_name)
             archive = s3io.download_file(s3, container["ModelDataUrl"], folder / "model.tar.gz")
             s3io.extract_tarball(archive, model_dir)
             environment = container.get("Environment") or {}

@@ -7,6 +7,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import boto3
+
+from offline.moto_shims.lambda_inprocess import ENVIRONMENT_LOCK
+
 
 class S3InputMissing(Exception):
     """A job input named in the request is not in S3."""
@@ -79,3 +83,10 @@ def upload_tree(s3: Any, folder: Path, uri_prefix: str) -> int:
             upload_file(s3, path, join_s3_uri(uri_prefix, path.relative_to(folder).as_posix()))
             count += 1
     return count
+
+
+def worker_client(service: str, region: str) -> Any:
+    """A client for a worker thread: its own session (the shared default one is not thread-safe), created while no
+    in-process Lambda handler has os.environ patched."""
+    with ENVIRONMENT_LOCK:
+        return boto3.session.Session().client(service, region_name=region)  # type: ignore[call-overload]

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 from moto.core.utils import utcnow
 from moto.sagemaker.models import FakeTrainingJob
 
@@ -41,6 +40,7 @@ from offline.local_sagemaker.container import (
     user_hyperparameters,
 )
 from offline.local_sagemaker.progress import LogCallback, ProgressCallback, ProgressEvent, epoch_in
+from offline.local_sagemaker.s3io import worker_client
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +81,6 @@ class JobServices:
 
 class RuleEvaluationError(Exception):
     """The local rule evaluation could not produce results."""
-
-
-def _client(service: str, region: str) -> Any:
-    # A session per worker: creating clients from boto3's shared default session is not thread-safe.
-    return boto3.session.Session().client(service, region_name=region)  # type: ignore[call-overload]
 
 
 def _rule_entries(configurations: list[dict[str, Any]], status: str, job_arn: str) -> list[dict[str, Any]]:
@@ -217,7 +212,7 @@ class TrainingRun:
 
     def _publish_logs(self) -> None:
         """Copy the job's log to CloudWatch Logs where SageMaker writes it (``/aws/sagemaker/TrainingJobs``)."""
-        logs = _client("logs", self.job.arn.split(":")[3])
+        logs = worker_client("logs", self.job.arn.split(":")[3])
         stream = f"{self.name}/algo-1-{self._created_at}"
         with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
             logs.create_log_group(logGroupName=TRAINING_LOG_GROUP)
@@ -241,7 +236,7 @@ class TrainingRun:
 
     def run(self) -> None:
         self.job_dir.mkdir(parents=True, exist_ok=True)
-        s3 = _client("s3", self.job.arn.split(":")[3])
+        s3 = worker_client("s3", self.job.arn.split(":")[3])
         try:
             self._run_training(s3)
         except s3io.S3InputMissing as error:

@@ -30,7 +30,10 @@ from offline.moto_shims._base import MotoPatch, patch_attribute
 Handler = Callable[[Any, Any], Any]
 
 # The environment is process-wide, so two handlers must not run at once; on AWS each runs in its own sandbox.
-_INVOCATION_LOCK = threading.RLock()
+# Held while a handler runs with its function's environment patched into os.environ. Worker threads that read
+# os.environ (boto3 reads proxy settings when it creates a client) take it too: iterating os.environ while the
+# patch is being undone raises KeyError.
+ENVIRONMENT_LOCK = threading.RLock()
 
 
 @dataclass
@@ -134,7 +137,7 @@ class InProcessLambda(MotoPatch):
             "AWS_REGION": function.region,
             **{key: str(value) for key, value in (function.environment_vars or {}).items()},
         }
-        with _INVOCATION_LOCK:
+        with ENVIRONMENT_LOCK:
             try:
                 handler = self.overrides.get(function.function_name) or resolve_handler(function.handler)
                 with mock.patch.dict(os.environ, environment):

@@ -252,6 +252,7 @@ def test_create_model_package_request_is_exactly_the_agreed_one(
                             "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
                             "SAGEMAKER_REGION": "us-east-1",
                             "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                            "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
                         },
                     }
                 ],
