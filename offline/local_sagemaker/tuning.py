@@ -19,6 +19,7 @@ from typing import Any
 from moto.core.utils import utcnow
 from moto.sagemaker.models import HyperParameterTuningJob, SageMakerModelBackend
 
+from offline.local_sagemaker.container import decode_hyperparameters
 from offline.local_sagemaker.progress import ProgressEvent
 from offline.local_sagemaker.training import JobServices, TrainingRun
 
@@ -163,7 +164,7 @@ class TuningRun:
                 ProgressEvent(
                     "trial",
                     name,
-                    f"trial {trial} of {self.max_trials}: {tuned}",
+                    f"trial {trial} of {self.max_trials}: {decode_hyperparameters(tuned)}",
                     tuning_job=self.name,
                     trial=trial,
                     trials=self.max_trials,
