@@ -9,9 +9,10 @@ units, batch 64, training_loop.train_one_epoch), with our SGD (Nesterov, warm-up
 Parts (each prints figures and ratios, measured in this run; seed and ours alternate round by round so that
 load from other processes hits both alike):
 1. full finetune, all parameters trainable, same resolution: images/s;
-2. frozen backbone (only fc trainable): images/s of the seed's frozen recipe vs ours streamed (frozen backbone in
-   eval mode under no_grad) and ours with cached backbone features (what hpo.py / train_model.py do for
-   ``--trainable fc``), amortised over a 10-epoch run including the one-off feature pass;
+2. frozen backbone (only fc trainable): images/s of the seed's frozen recipe vs ours streamed (the backbone pass
+   training_job runs for a frozen backbone: eval mode, BN folded into the convs, no_grad, batch 32, then the fc
+   step) and ours with cached backbone features (what hpo.py / train_model.py do for ``--trainable fc``),
+   amortised over a 10-epoch run including the one-off feature pass;
 3. time to a fixed validation accuracy from random init on the learnable synthetic set.
 
     .venv/bin/python benchmarks/training_speed.py            # a few minutes on 2 CPU cores
@@ -129,10 +130,12 @@ class _HeadOnFrozenBackbone(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        # The backbone pass training_job._cache_features runs for --trainable fc: BN folded into the convs.
+        self.backbone = dog_model.folded_backbone(model)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            features = dog_model.backbone_features(self.model, images)
+            features = dog_model.backbone_features(self.backbone, images)
         return self.model.fc(features.float())
 
 
@@ -176,10 +179,15 @@ def throughput(args: argparse.Namespace, folder: Path, index: dog_data.DatasetIn
     head_on_backbone = _HeadOnFrozenBackbone(our_frozen_model)
     seed_frozen_step = seed_step_fn(seed_frozen_model)
     our_frozen_step = our_step_fn(our_frozen_model, compute, frozen, network=head_on_backbone)
-    seed_iter, our_iter = seed_batches(), our_batches()
+    feature_batch = dog_model.FEATURE_BATCH_SIZE  # the batch of training_job's backbone pass
+    seed_iter = seed_batches()
+    our_iter = endless(lambda: dog_data.image_batches(cache, feature_batch, compute.device, shuffle=True, flip=True,
+                                                      generator=generator))  # fmt: skip
     streamed = interleaved(args.rounds, {
         "seed frozen (BN in train mode)": lambda: timed_steps(seed_frozen_step, seed_iter, seed_n),
-        "ours frozen, streamed": lambda: timed_steps(our_frozen_step, our_iter, our_n),
+        f"ours frozen, streamed (bs {feature_batch})": lambda: timed_steps(
+            our_frozen_step, our_iter, max(1, args.steps * SEED_BATCH // feature_batch)
+        ),
     })  # fmt: skip
     seed_frozen, ours_streamed = streamed.values()
 
@@ -208,11 +216,12 @@ def throughput(args: argparse.Namespace, folder: Path, index: dog_data.DatasetIn
 
 @torch.no_grad()
 def _features(model: nn.Module, split: dog_data.DecodedSplit, compute: Compute) -> torch.Tensor:
+    model = dog_model.folded_backbone(model)
     views = []
     for mirror in (False, True):
         chunks = []
-        for start in range(0, len(split), OUR_BATCH):
-            images = split.images[start : start + OUR_BATCH]
+        for start in range(0, len(split), dog_model.FEATURE_BATCH_SIZE):
+            images = split.images[start : start + dog_model.FEATURE_BATCH_SIZE]
             with compute.autocast():
                 batch = dog_data.normalise(images.flip(2) if mirror else images, compute.device)
                 chunks.append(dog_model.backbone_features(model, batch).float())
@@ -226,6 +235,11 @@ def time_to_accuracy(args: argparse.Namespace, folder: Path, index: dog_data.Dat
         f"\n3. time to valid_accuracy >= {target:.0%} from random init, {classes} classes, {size}px (training "
         f"time incl. our decode cache; validation passes not counted; cap {args.tta_max_seconds:.0f} s)"
     )
+    if args.progressive_resize:
+        print(
+            f"  ours with progressive resizing (training_job --progressive_resize): epochs train at "
+            f"{dog_data.progressive_sizes(size, args.tta_planned_epochs)} px; both validate at {size}px"
+        )
 
     def seed_run() -> tuple[float | None, list[str]]:
         torch.manual_seed(0)
@@ -259,18 +273,25 @@ def time_to_accuracy(args: argparse.Namespace, folder: Path, index: dog_data.Dat
         steps_per_epoch = -(-len(train) // args.our_batch_size)
         total = steps_per_epoch * args.tta_planned_epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, steps_per_epoch))
+        # As training_job does with --progressive_resize: early epochs below the final size, validation always at it.
+        sizes = (
+            dog_data.progressive_sizes(size, args.tta_planned_epochs)
+            if args.progressive_resize
+            else [size] * args.tta_planned_epochs
+        )
         log = []
         for epoch in range(1, args.tta_planned_epochs + 1):
             generator = torch.Generator().manual_seed(epoch)
             batches = dog_data.image_batches(train, args.our_batch_size, compute.device, shuffle=True, flip=True,
-                                             generator=generator)  # fmt: skip
+                                             generator=generator, size=sizes[epoch - 1])  # fmt: skip
             result = train_one_epoch(model, batches, nn.CrossEntropyLoss(), optimizer, scheduler, compute,
                                      before_train=model.train)  # fmt: skip
             elapsed += result.seconds
             model.eval()
             batches = dog_data.image_batches(valid, OUR_BATCH, compute.device, shuffle=False, flip=False)
             accuracy = evaluate(model, batches, nn.CrossEntropyLoss(), compute)[1]
-            log.append(f"{epoch}:{accuracy:.2f}@{elapsed:.0f}s")
+            trained_at = f"[{sizes[epoch - 1]}px]" if args.progressive_resize else ""
+            log.append(f"{epoch}{trained_at}:{accuracy:.2f}@{elapsed:.1f}s")
             if accuracy >= target:
                 return elapsed, log
             if elapsed > args.tta_max_seconds:
@@ -300,9 +321,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--target-accuracy", type=float, default=0.8)
     parser.add_argument("--tta-max-seconds", type=float, default=150.0)
-    parser.add_argument("--tta-planned-epochs", type=int, default=5, help="our cosine schedule's length")
-    parser.add_argument("--our-learning-rate", type=float, default=0.05, help="part 3")
+    parser.add_argument("--tta-planned-epochs", type=int, default=4, help="our cosine schedule's length")
+    parser.add_argument("--our-learning-rate", type=float, default=0.01, help="part 3 (training_job's default)")
     parser.add_argument("--our-batch-size", type=int, default=32, help="part 3 (parts 1 and 2 use 64)")
+    parser.add_argument(
+        "--progressive-resize", action=argparse.BooleanOptionalAction, default=True,
+        help="part 3, ours: train early epochs at lower resolution (training_job --progressive_resize)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--parts", default="1,2,3")
     parser.add_argument("--quick", action="store_true", help="smaller settings for a smoke run")

@@ -219,6 +219,37 @@ def normalise(images_nhwc: torch.Tensor, device: torch.device) -> torch.Tensor:
     return ((batch - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
+def progressive_sizes(final_size: int, epochs: int, *, start_fraction: float = 0.5, multiple: int = 16) -> list[int]:
+    """Training resolution per epoch for progressive resizing: a linear ramp from ``start_fraction`` of
+    ``final_size`` in epoch 1 up to ``final_size``, reached one epoch before the end (the last two epochs run at
+    the final size, so the network ends on the resolution it is evaluated and served at).
+
+    Sizes are rounded down to a ``multiple`` (ResNet halves the resolution five times) and never below 32 px or
+    above ``final_size``. Compute per image scales with the pixel count, so early epochs cost a fraction of a
+    full-size one: e.g. 128 px over 5 epochs gives 64, 80, 96, 128, 128 (0.64 of the pixels of 5 full epochs).
+    """
+    if epochs < 1:
+        return []
+    start = max(min(32, final_size), min(final_size, int(final_size * start_fraction)))
+    ramp_end = max(1, epochs - 1)  # epoch at which the final size is reached
+    sizes = []
+    for epoch in range(1, epochs + 1):
+        if epoch >= ramp_end:
+            sizes.append(final_size)
+            continue
+        exact = start + (final_size - start) * (epoch - 1) / (ramp_end - 1)
+        sizes.append(max(min(32, final_size), min(final_size, int(exact) // multiple * multiple)))
+    return sizes
+
+
+def resize_batch(batch: torch.Tensor, size: int) -> torch.Tensor:
+    """A normalised (N, 3, H, W) batch resized to (size, size), bilinear with antialiasing, channels_last."""
+    if batch.shape[-1] == size and batch.shape[-2] == size:
+        return batch
+    resized = torch.nn.functional.interpolate(batch, size=(size, size), mode="bilinear", antialias=True)
+    return resized.contiguous(memory_format=torch.channels_last)
+
+
 def image_batches(
     split: DecodedSplit,
     batch_size: int,
@@ -228,8 +259,13 @@ def image_batches(
     flip: bool,
     generator: torch.Generator | None = None,
     max_batches: int | None = None,
+    size: int | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches of normalised images and labels; random order and per-sample horizontal flips when training."""
+    """Batches of normalised images and labels; random order and per-sample horizontal flips when training.
+
+    ``size``: resize each batch to this resolution (progressive resizing trains early epochs below the decoded
+    size); None keeps the decoded size.
+    """
     count = len(split)
     order = torch.randperm(count, generator=generator) if shuffle else torch.arange(count)
     for number, start in enumerate(range(0, count, batch_size)):
@@ -240,7 +276,10 @@ def image_batches(
         if flip:
             flipped = torch.rand(len(indices), generator=generator) < 0.5
             images[flipped] = images[flipped].flip(2)
-        yield normalise(images, device), split.labels[indices].to(device, non_blocking=True)
+        batch = normalise(images, device)
+        if size is not None:
+            batch = resize_batch(batch, size)
+        yield batch, split.labels[indices].to(device, non_blocking=True)
 
 
 def feature_batches(

@@ -21,6 +21,7 @@ What is trained (``trainable``):
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import socket
@@ -33,6 +34,9 @@ from torchvision.models import ResNet18_Weights, resnet18
 logger = logging.getLogger(__name__)
 
 TRAINABLE_CHOICES = ("auto", "fc", "layer4", "all")
+# Batch of a frozen-backbone feature pass (no_grad, bf16, channels_last): 32 ran ~1.09x faster than 64 and 16, and
+# ~1.13x faster than 128, on the 2-core CPU (activations stay in cache). Features do not depend on it (eval mode).
+FEATURE_BATCH_SIZE = 32
 _FROZEN_STEM = ("conv1", "bn1", "layer1", "layer2", "layer3")
 
 
@@ -152,3 +156,23 @@ def backbone_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     x = model.maxpool(model.relu(model.bn1(model.conv1(images))))
     x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
     return torch.flatten(model.avgpool(x), 1)
+
+
+def folded_backbone(model: nn.Module) -> nn.Module:
+    """An inference copy of ``model`` for frozen-backbone features: each BatchNorm (eval statistics) folded into
+    the convolution before it, so a feature pass runs convolutions only (about 1.1x faster on the 2-core CPU in
+    bf16 channels_last; the features agree to float rounding). ``model`` itself is left untouched.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(model).eval()
+    folded.conv1, folded.bn1 = fuse_conv_bn_eval(folded.conv1, folded.bn1), nn.Identity()
+    for layer in (folded.layer1, folded.layer2, folded.layer3, folded.layer4):
+        for block in layer:
+            block.conv1, block.bn1 = fuse_conv_bn_eval(block.conv1, block.bn1), nn.Identity()
+            block.conv2, block.bn2 = fuse_conv_bn_eval(block.conv2, block.bn2), nn.Identity()
+            if block.downsample is not None:
+                block.downsample = fuse_conv_bn_eval(block.downsample[0], block.downsample[1])
+    for parameter in folded.parameters():
+        parameter.requires_grad_(False)
+    return folded

@@ -158,3 +158,31 @@ def test_realistic_jpegs_decode_with_draft(tmp_path: Path) -> None:
     split = dog_data.decode_split(dog_data.index_dataset(path), "train", 64, max_corrupt_fraction=0.0)
 
     assert split.images.shape == (2, 64, 64, 3)
+
+
+def test_progressive_sizes_ramp_up_and_end_at_the_final_size() -> None:
+    # GIVEN progressive resizing to a final 128 px (or 224 px) over a few epochs
+    sizes = dog_data.progressive_sizes(128, 5)
+    long = dog_data.progressive_sizes(224, 10)
+
+    # THEN it starts at half the size, never shrinks, and the last two epochs run at the final size
+    assert sizes == [64, 80, 96, 128, 128]
+    assert long[0] == 112 and long[-2:] == [224, 224] and long == sorted(long)
+    assert all(size % 16 == 0 for size in long)
+    # AND one or two epochs are all at the final size
+    assert dog_data.progressive_sizes(224, 1) == [224] and dog_data.progressive_sizes(224, 2) == [224, 224]
+
+
+def test_image_batches_resize_to_the_asked_size_in_channels_last() -> None:
+    # GIVEN a decoded split at 64 px
+    split = dog_data.DecodedSplit(torch.randint(0, 256, (8, 64, 64, 3), dtype=torch.uint8), torch.arange(8))
+
+    # WHEN batches are asked at 32 px, and at the decoded size
+    small = list(dog_data.image_batches(split, 4, torch.device("cpu"), shuffle=False, flip=False, size=32))
+    same = list(dog_data.image_batches(split, 4, torch.device("cpu"), shuffle=False, flip=False, size=64))
+
+    # THEN the images come at 32 px in channels_last (the mean survives the antialiased downscale), labels intact
+    assert [tuple(b.shape) for b, _ in small] == [(4, 3, 32, 32)] * 2
+    assert small[0][0].is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(small[0][0].mean(dim=(2, 3)), same[0][0].mean(dim=(2, 3)), atol=0.01)
+    assert torch.equal(torch.cat([labels for _, labels in small]), torch.arange(8))

@@ -95,3 +95,27 @@ def test_backbone_features_are_what_the_head_sees() -> None:
 
     with torch.no_grad():
         assert torch.allclose(model.fc(dog_model.backbone_features(model, images)), model(images), atol=1e-5)
+
+
+def test_folded_backbone_gives_the_same_features_and_leaves_the_model_alone() -> None:
+    # GIVEN a model in eval mode whose BN layers hold non-trivial statistics and scales
+    torch.manual_seed(0)
+    model = dog_model.build_model(5).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.normal_()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    images = torch.randn(2, 3, 64, 64)
+
+    # WHEN BN is folded into the convolutions
+    folded = dog_model.folded_backbone(model)
+
+    # THEN the features agree to float rounding, the copy has no BN and no trainable parameters, the model is intact
+    with torch.no_grad():
+        expected = dog_model.backbone_features(model, images)
+        assert torch.allclose(dog_model.backbone_features(folded, images), expected, atol=1e-4 * expected.abs().max())
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in folded.modules())
+    assert not any(parameter.requires_grad for parameter in folded.parameters())
+    assert all(torch.equal(tensor, before[name]) for name, tensor in model.state_dict().items())

@@ -226,6 +226,38 @@ def test_frozen_backbone_trains_only_the_head(
     assert metrics["epochs"][1]["train_loss"] < metrics["epochs"][0]["train_loss"]
 
 
+def test_progressive_resize_trains_at_the_scheduled_sizes_and_ends_at_the_final_size(
+    sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a 4-epoch run at 64 px with progressive resizing, recording the image size of every training batch
+    real_train_one_epoch = training_job.train_one_epoch
+    seen: list[set[tuple[int, int]]] = []
+
+    def recording(network: Any, batches: Any, *args: Any, **kwargs: Any) -> Any:
+        sizes: set[tuple[int, int]] = set()
+        seen.append(sizes)
+
+        def watched() -> Any:
+            for inputs, labels in batches:
+                sizes.add(tuple(inputs.shape[-2:]))
+                yield inputs, labels
+
+        return real_train_one_epoch(network, watched(), *args, **kwargs)
+
+    monkeypatch.setattr(training_job, "train_one_epoch", recording)
+    args = ["--epochs", "4", *FAST_ARGS, "--image_size", "64", "--progressive_resize", "true", "--debug_hook", "false"]
+
+    # WHEN hpo.py trains
+    stdout = run_script("hpo.py", args, monkeypatch)
+
+    # THEN the epochs train at 32, 48, 64, 64 px, the log and metrics say so, and the model serves at 64 px
+    assert seen == [{(32, 32)}, {(48, 48)}, {(64, 64)}, {(64, 64)}]
+    metrics = read_json(sagemaker_env.model_dir / "metrics.json")
+    assert [e["train_image_size"] for e in metrics["epochs"]] == [32, 48, 64, 64]
+    assert metrics["image_size"] == 64 and metrics["hyperparameters"]["progressive_resize"] is True
+    assert "epoch=1 " in stdout and "train_image_size=32" in stdout
+
+
 @pytest.mark.slow
 def test_learning_works_well_above_chance(
     learnable_dataset_zip: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
