@@ -53,6 +53,24 @@ def _expect_absent(stubber: Stubber, operation: str, name: str) -> None:
     stubber.add_response(operation, {items: []}, {"NameContains": name, "MaxResults": 100})
 
 
+def _expect_completed_training_job(stubber: Stubber, now: Any) -> None:
+    stubber.add_response(
+        "describe_training_job",
+        {
+            "TrainingJobName": JOB,
+            "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{JOB}",
+            "TrainingJobStatus": "Completed",
+            "SecondaryStatus": "Completed",
+            "ModelArtifacts": {"S3ModelArtifacts": ARTIFACT},
+            "AlgorithmSpecification": {"TrainingInputMode": "File"},
+            "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 14400},
+            "CreationTime": now,
+        },
+        {"TrainingJobName": JOB},
+    )
+
+
 def _model_names() -> list[str]:
     return [model["ModelName"] for model in boto3.client("sagemaker", region_name=REGION).list_models()["Models"]]
 
@@ -165,21 +183,7 @@ def test_update_requests_are_exactly_the_agreed_ones(
         },
         {"EndpointName": ENDPOINT},
     )
-    stubber.add_response(
-        "describe_training_job",
-        {
-            "TrainingJobName": JOB,
-            "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{JOB}",
-            "TrainingJobStatus": "Completed",
-            "SecondaryStatus": "Completed",
-            "ModelArtifacts": {"S3ModelArtifacts": ARTIFACT},
-            "AlgorithmSpecification": {"TrainingInputMode": "File"},
-            "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-            "StoppingCondition": {"MaxRuntimeInSeconds": 14400},
-            "CreationTime": now,
-        },
-        {"TrainingJobName": JOB},
-    )
+    _expect_completed_training_job(stubber, now)
     _expect_absent(stubber, "list_models", NEW)
     stubber.add_response(
         "create_model",
@@ -283,21 +287,7 @@ def test_retry_after_the_update_was_sent_resumes_without_touching_anything(
         },
         {"EndpointName": ENDPOINT},
     )
-    stubber.add_response(
-        "describe_training_job",
-        {
-            "TrainingJobName": JOB,
-            "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{JOB}",
-            "TrainingJobStatus": "Completed",
-            "SecondaryStatus": "Completed",
-            "ModelArtifacts": {"S3ModelArtifacts": ARTIFACT},
-            "AlgorithmSpecification": {"TrainingInputMode": "File"},
-            "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-            "StoppingCondition": {"MaxRuntimeInSeconds": 14400},
-            "CreationTime": now,
-        },
-        {"TrainingJobName": JOB},
-    )
+    _expect_completed_training_job(stubber, now)
     stubber.add_response(
         "list_models",
         {
