@@ -53,7 +53,7 @@ def _expect_absent(stubber: Stubber, operation: str, name: str) -> None:
     stubber.add_response(operation, {items: []}, {"NameContains": name, "MaxResults": 100})
 
 
-def _expect_completed_training_job(stubber: Stubber, now: Any) -> None:
+def _expect_completed_training_job(stubber: Stubber, now: datetime) -> None:
     stubber.add_response(
         "describe_training_job",
         {
