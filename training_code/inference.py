@@ -31,17 +31,26 @@ the resize is torch's uint8 antialiased bilinear (within one grey level of PIL's
 until the model's device. The network has its BatchNorms and the normalisation's scale folded into the
 convolutions (preparing a batch is one subtraction and one cast) and runs in channels_last, in bfloat16 where the
 hardware computes it natively (``avx512_bf16`` / ``amx_bf16`` CPUs, CUDA), else float32. Probabilities are float32.
+
+int8: on CPUs with int8 dot-product instructions (``avx512_vnni``, ``avx_vnni``, ``amx_int8``) the network is
+quantised at load time (PyTorch's oneDNN engine, per-channel weights, activations calibrated on the artifact's
+``calibration_images.pt``, a few training images) when the training job measured the int8 model's test accuracy
+within ``INT8_MAX_ACCURACY_DROP`` of the float model's (``metrics.json``'s ``int8``). The same images and code give
+the same quantised network there and here, so the accuracy the gate read is the accuracy served. Twice bf16's
+throughput on an AVX-512 CPU; ``INFERENCE_PRECISION`` pins a precision instead.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import importlib.util
 import io
 import json
 import logging
 import os
 import re
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -68,8 +77,15 @@ MAX_IMAGES_PER_REQUEST = 64
 IMAGE_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "application/x-image"})
 JSON_CONTENT_TYPE = "application/json"
 ACCEPTABLE_RESPONSE_TYPES = frozenset({JSON_CONTENT_TYPE, "application/*", "*/*"})
-# "auto", "float32", "bfloat16" or "float16": lets an operator pin the precision without a new artifact.
+# "auto", "int8", "float32", "bfloat16" or "float16": lets an operator pin the precision without a new artifact.
 PRECISION_ENV = "INFERENCE_PRECISION"
+FLOAT_PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# oneDNN's int8 kernels use the full 8-bit activation range on VNNI CPUs (the "x86" engine's defaults reduce it to
+# 7 bits for older CPUs, which cost accuracy in our tests).
+INT8_ENGINE = "onednn"
+CALIBRATION_FILE = "calibration_images.pt"
+# The int8 network serves only if the training job measured its test accuracy at most this far below float's.
+INT8_MAX_ACCURACY_DROP = 0.01
 
 try:
     from sagemaker_inference.errors import BaseInferenceToolkitError
@@ -117,7 +133,8 @@ class LoadedModel:
     labels: tuple[str, ...]  # class folder names, in index order
     breeds: tuple[str, ...]  # the same, readable
     device: torch.device
-    compute_dtype: torch.dtype
+    precision: str  # "int8", "bfloat16", "float16" or "float32"
+    input_dtype: torch.dtype  # what the network takes: float32 for int8 (it quantises its input itself)
     image_size: int  # the training resolution: images are squashed to image_size x image_size
 
 
@@ -147,27 +164,38 @@ def readable_breed(label: str) -> str:
     return re.sub(r"^\d+\.", "", label).replace("_", " ").strip()
 
 
+def _cpu_flags() -> set[str]:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    first_flags_line = re.search(r"^flags\s*:(.*)$", cpuinfo, flags=re.MULTILINE)
+    return set(first_flags_line.group(1).split()) if first_flags_line else set()
+
+
 def cpu_has_native_bf16() -> bool:
     """bfloat16 is only faster than float32 where the CPU has bf16 dot-product instructions."""
     for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
         check = getattr(torch.cpu, probe, None)
         if check is not None and check():
             return True
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    first_flags_line = re.search(r"^flags\s*:(.*)$", cpuinfo, flags=re.MULTILINE)
-    flags = set(first_flags_line.group(1).split()) if first_flags_line else set()
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_int8_dot_product() -> bool:
+    """int8 convolutions beat bfloat16 where the CPU multiplies and adds 8-bit integers in one instruction."""
+    vnni = getattr(torch.cpu, "_is_avx512_vnni_supported", None)
+    if vnni is not None and vnni():
+        return True
+    return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def choose_compute_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
-    named = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if requested in named:
-        return named[requested]
-    if requested != "auto":
-        raise ValueError(f"{PRECISION_ENV} must be one of auto, {', '.join(named)}; got {requested!r}")
+    """The floating-point precision: the one requested, else the fastest the device computes natively."""
+    if requested in FLOAT_PRECISIONS:
+        return FLOAT_PRECISIONS[requested]
+    if requested not in ("auto", "int8"):
+        raise ValueError(f"{PRECISION_ENV} must be one of auto, int8, {', '.join(FLOAT_PRECISIONS)}; got {requested!r}")
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
@@ -207,6 +235,92 @@ def prepare_network(model: nn.Module, device: torch.device, compute_dtype: torch
     return folded.to(device=device, dtype=compute_dtype, memory_format=torch.channels_last).eval()
 
 
+def quantize_network(model: nn.Module, calibration_images: torch.Tensor) -> nn.Module:
+    """``model`` (consumed) as an int8 network for the CPU, taking centred pixels like ``prepare_network``'s.
+
+    PyTorch's FX post-training quantisation with the oneDNN engine's defaults: BatchNorms and ReLUs fused into the
+    convolutions, per-channel int8 weights, activation ranges observed on ``calibration_images`` (uint8
+    (N, 3, H, W)). The classifier stays float32: it costs nothing and quantising the logits cost several points
+    of accuracy on small test sets. Deterministic: the same weights and images give the same network.
+    """
+    # torch.ao.quantization is deprecated in favour of torchao but is what the PyTorch containers ship; the
+    # import is here so that a torch without it only loses the int8 option (int8_unavailable reports it).
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = INT8_ENGINE
+    network = model.to(device="cpu", dtype=torch.float32).eval()
+    with torch.no_grad():
+        network.conv1.weight.div_(PIXEL_STD)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"torch\.ao\..*")
+        warnings.filterwarnings("ignore", message=r".*(torch\.ao\.quantization|quantize_per_tensor).*")
+        example = centre(calibration_images[:1], torch.float32)
+        qconfig_mapping = get_default_qconfig_mapping(INT8_ENGINE).set_module_name("fc", None)
+        prepared = prepare_fx(network, qconfig_mapping, example_inputs=(example,))
+        with torch.no_grad():
+            for batch in calibration_images.split(16):
+                prepared(centre(batch, torch.float32))
+        return convert_fx(prepared).eval()
+
+
+def int8_unavailable(model_dir: Path) -> str | None:
+    """Why no int8 network can be built for this artifact here, or None."""
+    if INT8_ENGINE not in torch.backends.quantized.supported_engines:
+        return f"this torch build has no {INT8_ENGINE!r} quantized engine"
+    if importlib.util.find_spec("torch.ao.quantization") is None:
+        return "this torch build has no torch.ao.quantization (FX post-training quantisation)"
+    if not (model_dir / CALIBRATION_FILE).is_file():
+        return f"the artifact has no {CALIBRATION_FILE} (trained before int8 serving, or with --int8_check false)"
+    return None
+
+
+def int8_accuracy_refusal(model_dir: Path) -> str | None:
+    """Why the training job's measurement does not clear int8 to serve, or None when it does."""
+    metrics_path = model_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    int8_accuracy = (metrics.get("int8") or {}).get("test_accuracy")
+    float_accuracy = metrics.get("test_accuracy")
+    if not isinstance(int8_accuracy, float | int) or not isinstance(float_accuracy, float | int):
+        return "metrics.json has no int8 test accuracy to compare with the float model's"
+    if float_accuracy - int8_accuracy > INT8_MAX_ACCURACY_DROP:
+        return (
+            f"int8 test accuracy {int8_accuracy:.4f} is more than {INT8_MAX_ACCURACY_DROP:.2f} below float's "
+            f"{float_accuracy:.4f}"
+        )
+    return None
+
+
+def read_calibration_images(model_dir: Path) -> torch.Tensor:
+    images = torch.load(model_dir / CALIBRATION_FILE, weights_only=True)
+    if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.dim() == 4 and len(images)):
+        raise ValueError(f"{model_dir / CALIBRATION_FILE} must hold uint8 images (N, 3, H, W)")
+    return images
+
+
+def _serves_int8(model_dir: Path, device: torch.device, precision: str) -> bool:
+    """auto: int8 where the CPU has int8 dot products and the training job's check passed. Pinned int8 (an
+    operator's decision) only needs the calibration images; a failed or missing check is logged as a warning."""
+    if precision not in ("auto", "int8"):
+        return False
+    unavailable = "int8 serves on the CPU only" if device.type != "cpu" else int8_unavailable(model_dir)
+    if precision == "int8":
+        if unavailable is not None:
+            raise ValueError(f"{PRECISION_ENV}=int8 cannot be served: {unavailable}")
+        refusal = int8_accuracy_refusal(model_dir)
+        if refusal is not None:
+            logger.warning("%s=int8 pinned although %s", PRECISION_ENV, refusal)
+        return True
+    if device.type != "cpu":
+        return False
+    if unavailable is None and not cpu_has_int8_dot_product():
+        unavailable = "the CPU has no int8 dot-product instructions (avx512_vnni, avx_vnni, amx_int8)"
+    refusal = unavailable or int8_accuracy_refusal(model_dir)
+    if refusal is not None:
+        logger.info("int8 not used: %s", refusal)
+    return refusal is None
+
+
 def load_model(model_dir: str | Path, *, device: torch.device | None = None, precision: str = "auto") -> LoadedModel:
     """``model_fn`` with the device and precision as arguments (the toolkit's signature has no room for them)."""
     model_dir = Path(model_dir)
@@ -224,13 +338,20 @@ def load_model(model_dir: str | Path, *, device: torch.device | None = None, pre
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     compute_dtype = choose_compute_dtype(device, precision)
     image_size = read_image_size(model_dir)
-    logger.info("serving %d classes at %d px on %s in %s", len(labels), image_size, device, compute_dtype)
+    if _serves_int8(model_dir, device, precision):
+        network = quantize_network(model, read_calibration_images(model_dir))
+        precision_name, input_dtype = "int8", torch.float32
+    else:
+        network = prepare_network(model, device, compute_dtype)
+        precision_name, input_dtype = str(compute_dtype).removeprefix("torch."), compute_dtype
+    logger.info("serving %d classes at %d px on %s in %s", len(labels), image_size, device, precision_name)
     return LoadedModel(
-        network=prepare_network(model, device, compute_dtype),
+        network=network,
         labels=labels,
         breeds=tuple(readable_breed(label) for label in labels),
         device=device,
-        compute_dtype=compute_dtype,
+        precision=precision_name,
+        input_dtype=input_dtype,
         image_size=image_size,
     )
 
@@ -380,6 +501,16 @@ def input_fn(request_body: str | bytes | bytearray, content_type: str | None) ->
 # -------------------------------------------------------------------------------------------------- predict_fn
 
 
+def centre(pixels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 pixels (N, 3, H, W) -> the centred input the prepared and the quantised networks take, channels_last.
+
+    Subtracting in float32, then one cast that also lays out channels_last: bfloat16 arithmetic on the CPU is 4x
+    slower than the two passes.
+    """
+    centred = pixels - PIXEL_MEAN.to(pixels.device)
+    return centred.to(dtype=dtype, memory_format=torch.channels_last)
+
+
 def _model_input(request: ParsedRequest, model: LoadedModel) -> torch.Tensor:
     """The centred pixels prepare_network's network takes, in its dtype and channels_last."""
     if request.normalised_tensor is not None:
@@ -390,13 +521,10 @@ def _model_input(request: ParsedRequest, model: LoadedModel) -> torch.Tensor:
                 f"{model.image_size}), a normalised RGB image batch"
             )
         centred = inputs.to(model.device) * PIXEL_STD.to(model.device)
-        return centred.to(dtype=model.compute_dtype, memory_format=torch.channels_last)
+        return centred.to(dtype=model.input_dtype, memory_format=torch.channels_last)
     # Pixels cross to the device as uint8, a quarter of the float bytes.
     pixels = decode_images(request.encoded_images, model.image_size).to(model.device, non_blocking=True)
-    # Subtracting in float32, then one cast that also lays out channels_last: bfloat16 arithmetic on the CPU is 4x
-    # slower than the two passes.
-    centred = pixels - PIXEL_MEAN.to(model.device)
-    return centred.to(dtype=model.compute_dtype, memory_format=torch.channels_last)
+    return centre(pixels, model.input_dtype)
 
 
 def predict_fn(data: ParsedRequest, model: LoadedModel) -> Prediction:

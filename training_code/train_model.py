@@ -5,6 +5,7 @@ hyperparameters. With a Debugger config in the job, the hook follows it; without
 (losses, and scalar summaries of gradients, weights and ReLU inputs) goes to ``SM_OUTPUT_DATA_DIR/debug-trial``.
 Either way our rule equivalents (debug_rules.py) run on it at the end and ``rule_report.json`` in the output data
 records their results, so the pipeline's gate has evidence when SageMaker Debugger is off for the account.
+The artifact also carries the int8 check (``--int8_check``, on here): what a CPU endpoint may serve.
 """
 
 from __future__ import annotations
@@ -16,4 +17,11 @@ from training_job import main
 DEBUG_DIR_DEFAULT = "{output_data_dir}/debug-trial"
 
 if __name__ == "__main__":
-    main(sys.argv[1:], job="train_model", epochs=10, debug_dir_default=DEBUG_DIR_DEFAULT, evaluate_debug_rules=True)
+    main(
+        sys.argv[1:],
+        job="train_model",
+        epochs=10,
+        debug_dir_default=DEBUG_DIR_DEFAULT,
+        evaluate_debug_rules=True,
+        int8_check_default=True,
+    )

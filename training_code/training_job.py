@@ -14,7 +14,10 @@ it still runs ``--epochs`` epochs in total.
 
 Artifact (``SM_MODEL_DIR``, tarred by SageMaker into model.tar.gz): ``model.pth`` (state_dict of
 ``dog_model.build_model(len(classes))``), ``classes.json`` (class folder names in label order), ``metrics.json``
-and ``code/`` (inference.py, dog_model.py, requirements.txt) for the PyTorch inference container.
+and ``code/`` (inference.py, dog_model.py, requirements.txt) for the PyTorch inference container. With
+``--int8_check`` (train_model.py's default) the job also quantises the model as inference.py will on a CPU with
+int8 dot-product instructions, records the int8 test accuracy in ``metrics.json`` (``int8``) and ships the
+calibration images (``calibration_images.pt``), so the endpoint serves int8 only where it was measured as good.
 ``rule_report.json`` (our Debugger rule results and the data-loader vs compute time split) goes to
 ``SM_OUTPUT_DATA_DIR``.
 """
@@ -35,6 +38,7 @@ from typing import Any
 
 import dog_data
 import dog_model
+import inference
 import numpy as np
 import torch
 from debug_hook import DebugHook, create_debug_hook
@@ -55,6 +59,8 @@ logger = logging.getLogger("training_job")
 
 CODE_SOURCE_DIR = Path(__file__).resolve().parent
 SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
+# Training images shipped for int8 calibration: ~4.8 MB at 224 px, enough for stable activation ranges.
+CALIBRATION_IMAGE_COUNT = 32
 
 
 def _json_tolerant(cast: Callable[[Any], Any]) -> Callable[[str], Any]:
@@ -84,7 +90,9 @@ def _boolean(value: Any) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
-def build_arg_parser(*, epochs: int, debug_dir_default: str, description: str) -> argparse.ArgumentParser:
+def build_arg_parser(
+    *, epochs: int, debug_dir_default: str, description: str, int8_check_default: bool = False
+) -> argparse.ArgumentParser:
     env = os.environ
     # SageMaker creates /opt/ml/checkpoints for a job with a CheckpointConfig (spot); the local executor names its
     # stand-in folder in SM_CHECKPOINT_DIR. Neither: no checkpoints.
@@ -127,6 +135,10 @@ def build_arg_parser(*, epochs: int, debug_dir_default: str, description: str) -
         "--num_threads", type=integer, default=0,
         help="torch CPU threads; 0: torch's default (all cores). 1 is far faster when other processes share the cores",
     )  # fmt: skip
+    run.add_argument(
+        "--int8_check", type=boolean, default=int8_check_default,
+        help="quantise to int8 as the CPU endpoint would, record its test accuracy, ship calibration images",
+    )  # fmt: skip
     run.add_argument("--checkpoint_dir", type=text, default=checkpoint_default, help='"" for none')
     run.add_argument("--data_dir", type=text, default=env.get("SM_CHANNEL_TRAINING", "dogImages"))
     run.add_argument("--model_dir", type=text, default=env.get("SM_MODEL_DIR", "model"))
@@ -162,27 +174,34 @@ def require_inference_code(code_source_dir: Path) -> None:
         )
 
 
+def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Plain contiguous float32 CPU tensors (training used channels_last, maybe a GPU); integer buffers such as
+    BN's num_batches_tracked keep their dtype."""
+    return {
+        name: tensor.detach().to("cpu", torch.float32 if tensor.is_floating_point() else tensor.dtype).contiguous()
+        for name, tensor in model.state_dict().items()
+    }
+
+
 def save_model_artifact(
     model_dir: str | os.PathLike[str],
     model: nn.Module,
     classes: list[str],
     metrics: dict[str, Any],
     code_source_dir: Path | None = None,
+    calibration_images: torch.Tensor | None = None,
 ) -> Path:
-    """model.pth, classes.json, metrics.json and code/ (inference.py, dog_model.py, requirements.txt)."""
+    """model.pth, classes.json, metrics.json, code/ (inference.py, dog_model.py, requirements.txt) and, when
+    given, the int8 calibration images."""
     source = Path(code_source_dir or CODE_SOURCE_DIR)
     require_inference_code(source)
     directory = Path(model_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    # Plain contiguous CPU tensors (training used channels_last); integer buffers such as BN's
-    # num_batches_tracked keep their dtype.
-    state = {
-        name: tensor.detach().to("cpu", torch.float32 if tensor.is_floating_point() else tensor.dtype).contiguous()
-        for name, tensor in model.state_dict().items()
-    }
-    torch.save(state, directory / "model.pth")
+    torch.save(cpu_state_dict(model), directory / "model.pth")
     (directory / "classes.json").write_text(json.dumps(classes, indent=1))
     (directory / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    if calibration_images is not None:
+        torch.save(calibration_images, directory / inference.CALIBRATION_FILE)
     code = directory / "code"
     code.mkdir(exist_ok=True)
     shutil.copy2(source / "inference.py", code / "inference.py")
@@ -191,6 +210,36 @@ def save_model_artifact(
     if requirements.is_file():
         shutil.copy2(requirements, code / "requirements.txt")
     return directory
+
+
+def check_int8(
+    model: nn.Module, classes: int, splits: dict[str, dog_data.DecodedSplit], seed: int
+) -> tuple[dict[str, Any], torch.Tensor | None]:
+    """The int8 network inference.py would serve on a CPU, built from a sample of training images and measured on
+    the test split: (metrics.json's ``int8``, the calibration images to ship, or None when int8 is unavailable)."""
+    started = time.perf_counter()
+    if inference.INT8_ENGINE not in torch.backends.quantized.supported_engines:
+        return {"skipped": f"this torch build has no {inference.INT8_ENGINE!r} quantized engine"}, None
+    train = splits["train"]
+    sample = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:CALIBRATION_IMAGE_COUNT]
+    calibration = train.images[sample].permute(0, 3, 1, 2).contiguous()
+    # A fresh copy from the weights: the trained module may carry smdebug hooks and live on a GPU.
+    serving_model = dog_model.build_model(classes)
+    serving_model.load_state_dict(cpu_state_dict(model))
+    network = inference.quantize_network(serving_model, calibration)
+    test, correct = splits["test"], 0
+    with torch.inference_mode():
+        for start in range(0, len(test), 64):
+            pixels = test.images[start : start + 64].permute(0, 3, 1, 2)
+            predicted = network(inference.centre(pixels, torch.float32)).argmax(1)
+            correct += int((predicted == test.labels[start : start + 64]).sum())
+    accuracy = correct / max(1, len(test))
+    return {
+        "test_accuracy": accuracy,
+        "calibration_images": len(calibration),
+        "engine": inference.INT8_ENGINE,
+        "seconds": time.perf_counter() - started,
+    }, calibration
 
 
 class _Phase:
@@ -389,6 +438,11 @@ def run(args: argparse.Namespace, *, job: str, evaluate_debug_rules: bool) -> di
     test_loss, test_accuracy = evaluate(phase.network, phase.eval_batches("test"), loss_function, compute)
     _emit(f"test_loss={test_loss:.4f} test_accuracy={test_accuracy:.4f}")
     hook.close()
+    int8, calibration = {"skipped": "--int8_check false"}, None
+    if args.int8_check:
+        int8, calibration = check_int8(model, len(index.classes), splits, args.seed)
+        if calibration is not None:
+            _emit(f"int8_test_accuracy={int8['test_accuracy']:.4f} int8_check_seconds={int8['seconds']:.2f}")
 
     data_seconds = sum(record["data_seconds"] for record in history)
     compute_seconds = sum(record["compute_seconds"] for record in history)
@@ -419,10 +473,11 @@ def run(args: argparse.Namespace, *, job: str, evaluate_debug_rules: bool) -> di
         "valid_accuracy": history[-1]["valid_accuracy"] if history else None,
         "test_loss": test_loss,
         "test_accuracy": test_accuracy,
+        "int8": int8,
         "corrupt_images": corrupt,
         "timing": timing,
     }
-    save_model_artifact(args.model_dir, model, index.classes, metrics)
+    save_model_artifact(args.model_dir, model, index.classes, metrics, calibration_images=calibration)
     write_rule_report(args.output_data_dir, hook, timing, corrupt, evaluate_debug_rules)
     return metrics
 
@@ -459,10 +514,21 @@ def write_rule_report(
 
 
 def main(
-    argv: Sequence[str] | None, *, job: str, epochs: int, debug_dir_default: str, evaluate_debug_rules: bool
+    argv: Sequence[str] | None,
+    *,
+    job: str,
+    epochs: int,
+    debug_dir_default: str,
+    evaluate_debug_rules: bool,
+    int8_check_default: bool = False,
 ) -> dict[str, Any]:
     configure_logging()
-    parser = build_arg_parser(epochs=epochs, debug_dir_default=debug_dir_default, description=f"{job} training job")
+    parser = build_arg_parser(
+        epochs=epochs,
+        debug_dir_default=debug_dir_default,
+        description=f"{job} training job",
+        int8_check_default=int8_check_default,
+    )
     # SageMaker may add arguments of its own; unknown ones are logged rather than fatal.
     args, unknown = parser.parse_known_args(argv)
     if unknown:

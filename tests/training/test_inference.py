@@ -136,7 +136,7 @@ def test_model_fn_loads_the_artifact_with_readable_breed_names(
 
     assert model.labels == tuple(CLASS_LABELS)
     assert model.breeds == tuple(BREEDS)
-    assert model.compute_dtype == torch.float32
+    assert model.precision == "float32" and model.input_dtype == torch.float32
     assert model.image_size == 224  # no metrics.json: the seed's resolution
     assert not model.network.training
     assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in model.network.modules())
@@ -219,8 +219,8 @@ def test_precision_follows_the_hardware_unless_pinned(monkeypatch: pytest.Monkey
     monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
     assert inference.choose_compute_dtype(cpu) == torch.bfloat16
     assert inference.choose_compute_dtype(cpu, "float32") == torch.float32
-    with pytest.raises(ValueError, match="INFERENCE_PRECISION"):
-        inference.choose_compute_dtype(cpu, "int8")
+    with pytest.raises(ValueError, match="INFERENCE_PRECISION must be one of auto, int8, float32"):
+        inference.choose_compute_dtype(cpu, "fp8")
 
 
 # ------------------------------------------------------------------------------------------------ requests
@@ -409,3 +409,110 @@ def test_bf16_and_fp32_agree_on_the_top_breed(model_dir: Path, fp32_model) -> No
     for fp32_ranking, bf16_ranking in zip(fp32_rankings, bf16_rankings, strict=True):
         assert bf16_ranking[0]["class_index"] == fp32_ranking[0]["class_index"]
         assert bf16_ranking[0]["probability"] == pytest.approx(fp32_ranking[0]["probability"], abs=0.05)
+
+
+@pytest.fixture(scope="module")
+def int8_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The artifact as train_model.py ships it for int8: calibration images and a passed int8 check."""
+    directory = tmp_path_factory.mktemp("int8_model")
+    for name in ("model.pth", "classes.json"):
+        (directory / name).write_bytes((model_dir / name).read_bytes())
+    calibration = inference.decode_images(tuple(jpeg(seed) for seed in range(200, 232)), 224)
+    torch.save(calibration, directory / inference.CALIBRATION_FILE)
+    (directory / "metrics.json").write_text(json.dumps({"test_accuracy": 0.90, "int8": {"test_accuracy": 0.895}}))
+    return directory
+
+
+def with_metrics(source: Path, destination: Path, metrics: dict[str, object] | None) -> Path:
+    for path in source.iterdir():
+        if path.name != "metrics.json" and (metrics is not None or path.name != inference.CALIBRATION_FILE):
+            (destination / path.name).write_bytes(path.read_bytes())
+    (destination / "metrics.json").write_text(json.dumps(metrics or {"test_accuracy": 0.9}))
+    return destination
+
+
+def test_int8_and_fp32_agree_where_fp32_is_confident(int8_model_dir: Path, fp32_model) -> None:
+    # Random backbone weights leave some images between two classes, where int8's rounding may tip the balance; the
+    # accuracy of int8 on a trained model is test_training_job's and the training job's own check.
+    int8_model = inference.load_model(int8_model_dir, precision="int8")
+    batch = inference.input_fn(json.dumps({"images": [b64(jpeg(seed)) for seed in range(20, 36)]}), "application/json")
+
+    fp32_top = [ranking[0] for ranking in inference.predict_fn(batch, fp32_model).rankings]
+    int8_top = [ranking[0] for ranking in inference.predict_fn(batch, int8_model).rankings]
+
+    assert int8_model.precision == "int8" and int8_model.input_dtype == torch.float32
+    pairs = list(zip(fp32_top, int8_top, strict=True))
+    confident = [(fp32, int8) for fp32, int8 in pairs if fp32["probability"] >= 0.75]
+    assert len(confident) >= 8
+    assert all(fp32["class_index"] == int8["class_index"] for fp32, int8 in confident)
+    assert sum(fp32["class_index"] == int8["class_index"] for fp32, int8 in pairs) >= 12
+
+
+def test_int8_network_is_the_same_for_the_same_weights_and_images(int8_model_dir: Path) -> None:
+    # The training job measures the network that the endpoint builds again at load time.
+    first = inference.load_model(int8_model_dir, precision="int8")
+    second = inference.load_model(int8_model_dir, precision="int8")
+    inputs = inference.centre(inference.decode_images((jpeg(40), jpeg(41)), 224), torch.float32)
+
+    with torch.inference_mode():
+        assert torch.equal(first.network(inputs), second.network(inputs))
+
+
+@pytest.mark.parametrize(
+    ("int8_dot_product", "metrics", "served", "logged"),
+    [
+        (True, {"test_accuracy": 0.90, "int8": {"test_accuracy": 0.895}}, "int8", None),
+        (False, {"test_accuracy": 0.90, "int8": {"test_accuracy": 0.895}}, "float", "no int8 dot-product"),
+        (True, {"test_accuracy": 0.90, "int8": {"test_accuracy": 0.85}}, "float", "more than 0.01 below float's"),
+        (True, {"test_accuracy": 0.90, "int8": {"skipped": "--int8_check false"}}, "float", "no int8 test accuracy"),
+        (True, None, "float", "has no calibration_images.pt"),
+    ],
+    ids=["check-passed", "cpu-without-vnni", "accuracy-drop", "check-skipped", "no-calibration-images"],
+)
+def test_automatic_precision_serves_int8_only_where_measured_good_and_fast(
+    int8_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    int8_dot_product: bool,
+    metrics: dict[str, object] | None,
+    served: str,
+    logged: str | None,
+) -> None:
+    monkeypatch.setattr(inference, "cpu_has_int8_dot_product", lambda: int8_dot_product)
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    model_dir = with_metrics(int8_model_dir, tmp_path, metrics)
+
+    with caplog.at_level("INFO", logger="inference"):
+        model = inference.load_model(model_dir)
+
+    assert model.precision == ("int8" if served == "int8" else "float32")
+    if logged:
+        assert "int8 not used: " in caplog.text and logged in caplog.text
+    response = serve(model, jpeg(5), "image/jpeg")
+    assert_valid_ranking(response["predictions"], expected_length=len(CLASS_LABELS))
+
+
+def test_pinned_int8_needs_the_calibration_images(model_dir: Path) -> None:
+    with pytest.raises(ValueError, match=r"INFERENCE_PRECISION=int8 cannot be served: .*calibration_images\.pt"):
+        inference.load_model(model_dir, precision="int8")
+
+
+def test_pinned_int8_serves_despite_a_failed_check_and_warns(
+    int8_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model_dir = with_metrics(int8_model_dir, tmp_path, {"test_accuracy": 0.9, "int8": {"test_accuracy": 0.5}})
+
+    with caplog.at_level("WARNING", logger="inference"):
+        model = inference.load_model(model_dir, precision="int8")
+
+    assert model.precision == "int8"
+    assert "int8 pinned although int8 test accuracy 0.5000 is more than 0.01 below" in caplog.text
+
+
+def test_calibration_file_of_the_wrong_kind_is_named(int8_model_dir: Path, tmp_path: Path) -> None:
+    model_dir = with_metrics(int8_model_dir, tmp_path, {"test_accuracy": 0.9, "int8": {"test_accuracy": 0.9}})
+    torch.save(torch.zeros(2, 3, 8, 8), model_dir / inference.CALIBRATION_FILE)
+
+    with pytest.raises(ValueError, match=r"calibration_images\.pt must hold uint8 images"):
+        inference.load_model(model_dir, precision="int8")

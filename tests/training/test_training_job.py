@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
 import re
 import runpy
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import dog_data
 import dog_model
+import inference
 import pytest
 import torch
 import training_job
 from conftest import FAST_ARGS, TINY_CLASSES, SageMakerPaths
+from PIL import Image
 
 from offline.synthetic_dataset import class_folder_names
 from pipeline.common.metric_definitions import METRIC_DEFINITIONS
@@ -84,6 +89,64 @@ def test_artifact_is_deployable_layout(train_model_run: dict[str, Any]) -> None:
     assert [epoch["epoch"] for epoch in metrics["epochs"]] == [1, 2]
 
 
+def test_train_model_ships_the_int8_network_it_measured(
+    train_model_run: dict[str, Any], tiny_dataset_zip: Path
+) -> None:
+    model_dir: Path = train_model_run["model_dir"]
+    metrics = read_json(model_dir / "metrics.json")
+    calibration = torch.load(model_dir / inference.CALIBRATION_FILE, weights_only=True)
+
+    # THEN the artifact carries 32 training images at the training size and the int8 test accuracy, also printed
+    assert calibration.dtype == torch.uint8 and calibration.shape == (32, 3, 32, 32)
+    assert metrics["int8"]["calibration_images"] == 32 and metrics["int8"]["engine"] == inference.INT8_ENGINE
+    assert f"int8_test_accuracy={metrics['int8']['test_accuracy']:.4f}" in train_model_run["stdout"]
+    # AND the endpoint's int8 network, rebuilt from the artifact, scores exactly what the job recorded
+    served = inference.load_model(model_dir, precision="int8")
+    test = dog_data.decode_split(dog_data.index_dataset(tiny_dataset_zip), "test", 32, max_corrupt_fraction=0.0)
+    with torch.inference_mode():
+        predicted = served.network(inference.centre(test.images.permute(0, 3, 1, 2), torch.float32)).argmax(1)
+    assert (predicted == test.labels).float().mean().item() == pytest.approx(metrics["int8"]["test_accuracy"])
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("image/jpeg", "jpeg"), ("application/x-image", "jpeg"), ("image/png", "png"), ("application/json", "json")],
+)
+def test_artifact_round_trips_through_the_serving_hooks(
+    train_model_run: dict[str, Any], tiny_dataset_zip: Path, content_type: str, body: str
+) -> None:
+    # GIVEN the artifact of a real run and a test image of the dataset
+    with zipfile.ZipFile(tiny_dataset_zip) as archive:
+        image_name = next(name for name in archive.namelist() if "/test/" in name and name.endswith(".jpg"))
+        image = archive.read(image_name)
+    payload = {
+        "jpeg": image,
+        "png": _as_png(image),
+        "json": json.dumps({"images": [base64.b64encode(image).decode()], "top_k": 2}),
+    }[body]
+
+    # WHEN model_fn loads it as the container does (precision chosen automatically) and the request is served
+    model = inference.model_fn(str(train_model_run["model_dir"]))
+    response = json.loads(
+        inference.output_fn(inference.predict_fn(inference.input_fn(payload, content_type), model), None)
+    )
+
+    # THEN the answer is a top-k ranking of the dataset's breeds, in the precision the artifact's int8 check allows
+    ranking = response["predictions"][0] if body == "json" else response["predictions"]
+    assert len(ranking) == (2 if body == "json" else TINY_CLASSES)
+    assert {entry["label"] for entry in ranking} <= set(class_folder_names(TINY_CLASSES))
+    int8_allowed = inference.cpu_has_int8_dot_product() and not inference.int8_accuracy_refusal(
+        train_model_run["model_dir"]
+    )
+    assert (model.precision == "int8") == bool(int8_allowed)
+
+
+def _as_png(jpeg_bytes: bytes) -> bytes:
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(jpeg_bytes)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def test_train_model_evaluates_rules_on_its_own_local_trial(train_model_run: dict[str, Any]) -> None:
     report = read_json(train_model_run["output_dir"] / "rule_report.json")
 
@@ -106,9 +169,11 @@ def test_one_epoch_without_a_hook_under_the_sagemaker_env(
     # WHEN one epoch runs
     stdout = run_script("hpo.py", ["--epochs", "1", *FAST_ARGS], monkeypatch)
 
-    # THEN it trained, saved the artifact and said there was no hook
-    assert "epoch=1 " in stdout and "test_accuracy=" in stdout
+    # THEN it trained, saved the artifact and said there was no hook; a tuning trial skips the int8 check
+    assert "epoch=1 " in stdout and "test_accuracy=" in stdout and "int8_test_accuracy" not in stdout
     assert (sagemaker_env.model_dir / "model.pth").is_file()
+    assert not (sagemaker_env.model_dir / inference.CALIBRATION_FILE).exists()
+    assert read_json(sagemaker_env.model_dir / "metrics.json")["int8"] == {"skipped": "--int8_check false"}
     report = read_json(sagemaker_env.output_data_dir / "rule_report.json")
     assert report["debug_hook"]["source"] == "none" and report["rules"] == {}
 
@@ -266,13 +331,14 @@ def test_learning_works_well_above_chance(
     args = ["--data_dir", str(learnable_dataset_zip), "--model_dir", str(tmp_path / "m")]
     args += ["--output_data_dir", str(tmp_path / "o"), "--epochs", "4", "--learning_rate", "0.05", *FAST_ARGS]
 
-    # WHEN hpo.py trains 4 epochs
-    run_script("hpo.py", args, monkeypatch)
+    # WHEN hpo.py trains 4 epochs, checking the int8 network too
+    run_script("hpo.py", [*args, "--int8_check", "true"], monkeypatch)
 
-    # THEN validation and test accuracy end far above chance
+    # THEN validation and test accuracy end far above chance, and int8 keeps the test accuracy within 3 of 32 images
     metrics = read_json(tmp_path / "m" / "metrics.json")
     assert metrics["valid_accuracy"] >= 0.6
     assert metrics["test_accuracy"] >= 0.6
+    assert metrics["int8"]["test_accuracy"] >= metrics["test_accuracy"] - 3 / 32
 
 
 def test_hyperparameters_accept_sagemaker_json_encoding() -> None:

@@ -68,6 +68,7 @@ class Settings:
     endpoint_name: str
     endpoint_instance_type: str
     endpoint_instance_count: int
+    inference_precision: str  # the endpoint's INFERENCE_PRECISION (training_code/inference.py)
     deployment_strategy: str
     bake_time_seconds: int
     rollback_alarms: tuple[str, ...]
@@ -122,6 +123,7 @@ def load_settings() -> Settings:
         endpoint_name=_env("ENDPOINT_NAME", "dog-breed-classifier"),
         endpoint_instance_type=_env("ENDPOINT_INSTANCE_TYPE", "ml.m5.large"),
         endpoint_instance_count=_env_int("ENDPOINT_INSTANCE_COUNT", 1),
+        inference_precision=_env("INFERENCE_PRECISION", "auto"),
         deployment_strategy=_env("DEPLOYMENT_STRATEGY", "AUTO"),
         bake_time_seconds=_env_int("BAKE_TIME_SECONDS", 600),
         rollback_alarms=_env_list("ROLLBACK_ALARMS"),

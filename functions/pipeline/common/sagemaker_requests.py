@@ -306,6 +306,7 @@ def model_request(
                 # One model-server worker using every core: several workers, each with its own OpenMP thread pool,
                 # oversubscribe a small CPU instance (5-10x slower when measured on 2 cores).
                 "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+                "INFERENCE_PRECISION": settings.inference_precision,
             },
         },
         "ExecutionRoleArn": settings.sagemaker_role_arn,

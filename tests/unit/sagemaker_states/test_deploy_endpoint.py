@@ -199,6 +199,7 @@ def test_update_requests_are_exactly_the_agreed_ones(
                     "SAGEMAKER_REGION": "us-east-1",
                     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
                     "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+                    "INFERENCE_PRECISION": "auto",
                 },
             },
             "ExecutionRoleArn": ROLE_ARN,

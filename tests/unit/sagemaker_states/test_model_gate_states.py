@@ -253,6 +253,7 @@ def test_create_model_package_request_is_exactly_the_agreed_one(
                             "SAGEMAKER_REGION": "us-east-1",
                             "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
                             "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+                            "INFERENCE_PRECISION": "auto",
                         },
                     }
                 ],

@@ -224,6 +224,7 @@ def test_model_and_endpoint_config_requests_are_valid(settings: Settings, datase
         "SAGEMAKER_REGION": "us-east-1",
         "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
         "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+        "INFERENCE_PRECISION": "auto",
     }
     assert config["ProductionVariants"][0]["VariantName"] == "AllTraffic"
     _assert_valid("create_model", model)
