@@ -554,7 +554,9 @@ def print_audit(result: RunResult, prediction: dict[str, Any] | None, out: Any =
             line(f"  warning: {warning}")
     metrics = record.get("metrics") or {}
     if "test:accuracy" in metrics:
-        line(f"Test accuracy: {metrics['test:accuracy']:.4f}")
+        int8 = metrics.get("test:int8_accuracy")
+        int8_note = f" (int8 network for CPU endpoints: {int8:.4f})" if int8 is not None else ""
+        line(f"Test accuracy: {metrics['test:accuracy']:.4f}{int8_note}")
     if record.get("endpoint"):
         endpoint = record["endpoint"]
         line(f"Endpoint {endpoint['name']}: {endpoint['status']}, serving endpoint config {endpoint['serving_config']}")

@@ -69,6 +69,7 @@ def test_metric_definitions_match_real_training_output(train_model_run: dict[str
     assert len(found["train:images_per_second"]) == 2 and min(found["train:images_per_second"]) > 0
     assert found["validation:accuracy"] == pytest.approx([e["valid_accuracy"] for e in metrics["epochs"]], abs=1e-4)
     assert found["test:accuracy"] == pytest.approx([metrics["test_accuracy"]], abs=1e-4)
+    assert found["test:int8_accuracy"] == pytest.approx([metrics["int8"]["test_accuracy"]], abs=1e-4)
     assert all(0.0 <= value <= 1.0 for value in found["validation:accuracy"] + found["test:accuracy"])
 
 

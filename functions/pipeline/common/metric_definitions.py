@@ -13,4 +13,6 @@ METRIC_DEFINITIONS: list[dict[str, str]] = [
     {"Name": "validation:accuracy", "Regex": r"\bvalid_accuracy=([0-9.eE+-]+)"},
     {"Name": "train:images_per_second", "Regex": r"\bimages_per_second=([0-9.eE+-]+)"},
     {"Name": "test:accuracy", "Regex": r"\btest_accuracy=([0-9.eE+-]+)"},
+    # The int8 network a CPU endpoint would serve (train_model.py only; inference.py's gate reads metrics.json).
+    {"Name": "test:int8_accuracy", "Regex": r"\bint8_test_accuracy=([0-9.eE+-]+)"},
 ]

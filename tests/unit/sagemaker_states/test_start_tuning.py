@@ -65,6 +65,7 @@ def _expected_request(code_uri: str) -> dict[str, Any]:
                     {"Name": "validation:accuracy", "Regex": r"\bvalid_accuracy=([0-9.eE+-]+)"},
                     {"Name": "train:images_per_second", "Regex": r"\bimages_per_second=([0-9.eE+-]+)"},
                     {"Name": "test:accuracy", "Regex": r"\btest_accuracy=([0-9.eE+-]+)"},
+                    {"Name": "test:int8_accuracy", "Regex": r"\bint8_test_accuracy=([0-9.eE+-]+)"},
                 ],
             },
             "RoleArn": ROLE_ARN,
