@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import logging
 import os
 import sys
 import threading
@@ -114,6 +115,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args()
+    # As the toolkit does in the container: model_fn's log lines (e.g. the precision served) reach server.log.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.parent_pid is not None:
         exit_with_parent(args.parent_pid)
     try:

@@ -7,6 +7,7 @@ Slow (torch and smdebug imports, a few seconds of CPU) but still offline.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import zipfile
 from pathlib import Path
@@ -217,4 +218,7 @@ def test_real_tiny_training_job_then_its_model_served_by_a_local_endpoint(tmp_pa
         predictions = json.loads(response["Body"].read())["predictions"]
     classes = {name.split("/")[2] for name in zipfile.ZipFile(dataset).namelist() if name.count("/") == 3}
     assert {p["label"] for p in predictions} <= classes
+    # AND the server's log says which precision model_fn chose (int8 when the job's int8 check allowed it)
+    server_log = "\n".join(path.read_text() for path in (tmp_path / "work").rglob("server.log"))
+    assert re.search(r"serving 2 classes at 32 px on cpu in (int8|bfloat16|float32)", server_log), server_log
     assert sum(p["probability"] for p in predictions) == pytest.approx(1.0, abs=1e-3)
