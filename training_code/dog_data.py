@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +174,8 @@ def decode_image(data: bytes, image_size: int) -> torch.Tensor:
     with Image.open(io.BytesIO(data)) as image:
         # draft() lets libjpeg scale down while decoding, which is most of the decode cost for large photos.
         image.draft("RGB", (image_size, image_size))
+        # Phone photos are stored sideways with an EXIF orientation tag; inference.py turns them upright too.
+        ImageOps.exif_transpose(image, in_place=True)
         rgb = image.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
     return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(image_size, image_size, 3)
 

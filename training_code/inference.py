@@ -59,7 +59,7 @@ from pathlib import Path
 import dog_model
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 from torch.fx.experimental.optimization import fuse as fold_batch_norms
 from torch.nn import functional as F
@@ -378,6 +378,8 @@ def _draft_decode(data: bytes, image_size: int) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.draft("RGB", (image_size, image_size))
+            # Phone photos are stored sideways with an EXIF orientation tag; training turns them upright too.
+            ImageOps.exif_transpose(image, in_place=True)
             # convert() copies even when the mode already matches (~0.4 ms for a 500x400 photo).
             rgb = image if image.mode == "RGB" else image.convert("RGB")
             # A writable copy: torch.from_numpy warns on PIL's read-only buffer.

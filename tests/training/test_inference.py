@@ -295,6 +295,30 @@ def test_preprocessing_matches_the_training_decode(photo_size: tuple[int, int], 
     assert (served != trained).float().mean() < 0.02
 
 
+@pytest.mark.parametrize(
+    ("orientation", "stored_as"),
+    [(3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270)],
+    ids=["upside-down", "turned-left", "turned-right"],
+)
+def test_phone_photos_with_an_exif_orientation_are_turned_upright_in_training_and_serving(
+    orientation: int, stored_as: Image.Transpose
+) -> None:
+    # GIVEN an upright photo (red left half, blue right half) stored turned, with the EXIF tag that undoes it
+    pixels = np.zeros((240, 320, 3), np.uint8)
+    pixels[:, :160], pixels[:, 160:] = (255, 0, 0), (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).transpose(stored_as).save(buffer, format="JPEG", exif=exif.tobytes())
+
+    # WHEN training and serving decode it
+    for decoded in (dog_data.decode_image(buffer.getvalue(), 64), inference.decode_image(buffer.getvalue(), 64)):
+        # THEN both see it upright: red on the left, blue on the right
+        left, right = decoded[32, 4].tolist(), decoded[32, 59].tolist()
+        assert left[0] > 200 and left[2] < 50, left
+        assert right[2] > 200 and right[0] < 50, right
+
+
 def test_seed_tensor_format_gives_the_image_answer(fp32_model) -> None:
     image = jpeg(8)
 
