@@ -159,15 +159,29 @@ def _local_hook(smd: ModuleType, out_dir: str, train_save_interval: int, relu_in
     relu_inputs = hook.get_collection("relu_input")
     relu_inputs.include(RELU_INPUT_REGEX)
     relu_inputs.reduction_config = scalars
-    # PoorWeightInitialization looks at the first steps only: the start of training is where it matters.
-    never = SaveConfigMode(end_step=0)
-    relu_inputs.save_config = {
-        modes.TRAIN: SaveConfigMode(save_steps=list(range(relu_input_steps))),
-        modes.EVAL: never,
-        modes.PREDICT: never,
-        modes.GLOBAL: never,
-    }
+    _save_relu_inputs_of_first_steps(hook, relu_input_steps)
     return hook
+
+
+def _save_relu_inputs_of_first_steps(hook: Any, steps: int) -> None:
+    """ReLU inputs only for the first ``steps`` TRAIN steps, never in EVAL/PREDICT.
+
+    PoorWeightInitialization, their only reader, looks at the start of training (its ``steps`` parameter, 10).
+    A job config's relu_input collection saves full tensors, ~9 MB per image at 224 px (~0.6 GB a step at batch
+    64), at every ``train.save_interval`` and ``eval.save_interval`` step: tens of GB over a 10-epoch job.
+    """
+    from smdebug import modes
+    from smdebug.core.save_config import SaveConfigMode
+
+    never = SaveConfigMode(end_step=0)
+    for collection in hook.collection_manager.get_collections().values():
+        if collection.name == "relu_input" or any(RELU_INPUT_REGEX in regex for regex in collection.include_regex):
+            collection.save_config = {
+                modes.TRAIN: SaveConfigMode(save_steps=list(range(steps))),
+                modes.EVAL: never,
+                modes.PREDICT: never,
+                modes.GLOBAL: never,
+            }
 
 
 def create_debug_hook(
@@ -189,6 +203,7 @@ def create_debug_hook(
         logger.warning("could not build the hook from the Debugger config: %s", error)
         hook = None
     if hook is not None:
+        _save_relu_inputs_of_first_steps(hook, relu_input_steps)
         logger.info("debug hook from the Debugger config, writing to %s", hook.out_dir)
         return DebugHook(hook, "sagemaker", hook.out_dir)
     if not local_out_dir:

@@ -150,6 +150,10 @@ def build_arg_parser(
         help='local smdebug trial folder when the job has no Debugger config ("" for none)',
     )  # fmt: skip
     debug.add_argument("--debug_save_interval", type=integer, default=10, help="training steps between saves")
+    debug.add_argument(
+        "--debug_relu_input_steps", type=integer, default=10,
+        help="first TRAIN steps whose ReLU inputs are saved (PoorWeightInitialization's window), local or job hook",
+    )  # fmt: skip
     return parser
 
 
@@ -382,7 +386,10 @@ def run(args: argparse.Namespace, *, job: str, evaluate_debug_rules: bool) -> di
             logger.info("resuming from %s after epoch %d", args.checkpoint_dir, checkpoint["epochs_done"])
 
     hook = create_debug_hook(
-        args.debug_dir or None, enabled=args.debug_hook, train_save_interval=args.debug_save_interval
+        args.debug_dir or None,
+        enabled=args.debug_hook,
+        train_save_interval=args.debug_save_interval,
+        relu_input_steps=args.debug_relu_input_steps,
     )
     if not hook.active:
         logger.info("no debug hook: %s", hook.reason)
