@@ -29,7 +29,6 @@ from unittest import mock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-SAMPLE_BLOCKING_RULES = "VanishingGradient,LossNotDecreasing,PoorWeightInitialization"
 
 
 @dataclass(frozen=True)
@@ -60,10 +59,6 @@ class RunOptions:
             "PollIntervalSeconds": "1",
             "ExtraHyperparameters": json.dumps({"image_size": self.image_size}),
         }
-        if generated_counts:
-            # A model trained for a minute on a few hundred images often shows validation loss above training loss;
-            # on the sample, Overfit/Overtraining are reported as warnings instead of blocking the deployment.
-            parameters["BlockingRules"] = SAMPLE_BLOCKING_RULES
         expected_classes = self.expected_classes or (self.classes if generated_counts else None)
         expected_counts = self.expected_counts or generated_counts
         if expected_classes is not None:
@@ -639,7 +634,6 @@ def offline_pipeline(options: RunOptions, console: Console) -> Iterator[tuple[Of
         write_dataset_zip(zip_path, num_classes=options.classes, counts=options.counts, image_size=96)
         generated = options.counts
         console.say(f"generated {zip_path.name}: {options.classes} classes, train/valid/test {options.counts}")
-        console.say(f"sample run: blocking rules {SAMPLE_BLOCKING_RULES} (Overfit/Overtraining reported as warnings)")
     with OfflinePipeline(options.output / "work", options.template_parameters(generated), console) as pipeline:
         yield pipeline, zip_path
 

@@ -39,8 +39,8 @@ def test_issues_of_a_non_blocking_rule_are_reported_and_the_model_deploys(
 def test_with_debugger_off_the_gate_judges_the_training_codes_own_rule_report(
     pipeline: Pipeline, dataset_zip: bytes
 ) -> None:
-    # GIVEN Debugger and Profiler rules switched off, and training code whose own checks find overtraining
-    pipeline.code.behave(report_issues={"Overtraining": "validation accuracy fell after epoch 1"})
+    # GIVEN Debugger and Profiler rules switched off, and training code whose own checks find vanishing gradients
+    pipeline.code.behave(report_issues={"VanishingGradient": "gradients of layer1 below 1e-07 at step 20"})
     # WHEN a dataset is uploaded
     run = pipeline.upload_and_run("incoming/dogImages.zip", dataset_zip)
     # THEN the training job ran without Debugger rules, and no rule job was evaluated
@@ -51,7 +51,7 @@ def test_with_debugger_off_the_gate_judges_the_training_codes_own_rule_report(
     # AND the gate read rule_report.json from the job's output and failed the run naming the rule
     assert run.error == "RuleIssuesFound", run.cause
     assert_failed_in(run, "CheckRules")
-    assert "Overtraining IssuesFound (validation accuracy fell after epoch 1)" in run.cause_message
+    assert "VanishingGradient IssuesFound (gradients of layer1 below 1e-07 at step 20)" in run.cause_message
     assert f"{job}/output/output.tar.gz" in run.cause_message
     assert pipeline.endpoint() is None
     ((subject, _),) = pipeline.notifications()
