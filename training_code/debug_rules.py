@@ -276,7 +276,8 @@ class PoorWeightInitialization(_LocalRule):
         self.names = [name for name in base_trial.tensor_names() if pattern.match(name)]
         if not self.names:
             raise RuleNotApplicable(
-                f"no tensors match {activation_inputs_regex!r}: save ReLU inputs to evaluate initialization"
+                f"no tensors match {activation_inputs_regex!r}: nothing to judge when only the classifier head "
+                "trains on a frozen pretrained backbone; with layers trained from scratch, save ReLU inputs"
             )
         self.bad_steps: list[str] = []
         self.checked_steps = 0

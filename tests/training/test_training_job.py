@@ -23,6 +23,8 @@ from conftest import FAST_ARGS, TINY_CLASSES, SageMakerPaths
 from PIL import Image
 
 from offline.synthetic_dataset import class_folder_names
+from pipeline.common import rule_evaluation
+from pipeline.common.config import load_settings
 from pipeline.common.metric_definitions import METRIC_DEFINITIONS
 
 TRAINING_CODE = Path(training_job.__file__).parent
@@ -292,6 +294,28 @@ def test_frozen_backbone_trains_only_the_head(
     metrics = read_json(sagemaker_env.model_dir / "metrics.json")
     assert metrics["trainable"] == "fc" and metrics["timing"]["feature_cache_seconds"] > 0
     assert metrics["epochs"][1]["train_loss"] < metrics["epochs"][0]["train_loss"]
+
+
+def test_head_only_training_passes_the_default_rule_gate(
+    sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN the default job on AWS: pretrained weights, so only the head trains, on cached features
+    torch.save(dog_model.build_model(1000).state_dict(), tmp_path / "initial.pth")
+    args = ["--epochs", "2", *FAST_ARGS, "--weights", str(tmp_path / "initial.pth"), "--trainable", "fc"]
+
+    # WHEN train_model.py runs and judges its own trial, and CheckRules reads the report with the default settings
+    run_script("train_model.py", args, monkeypatch)
+    report = read_json(sagemaker_env.output_data_dir / "rule_report.json")
+    monkeypatch.setenv("DATA_BUCKET", "bucket")
+    verdict = rule_evaluation.evaluate(
+        rule_evaluation.results_from_report(report), list(RULE_NAMES), load_settings().blocking_rules
+    )
+
+    # THEN the blocking rules were evaluated on the head's gradients and losses, and the gate passes; the
+    # initialization rule, with no ReLU in the trained network, says why it could not judge
+    assert verdict.passed, verdict
+    poor_init = report["rules"]["PoorWeightInitialization"]
+    assert poor_init["status"] == "Error" and "only the classifier head" in poor_init["details"]
 
 
 def test_progressive_resize_trains_at_the_scheduled_sizes_and_ends_at_the_final_size(

@@ -129,7 +129,7 @@ def load_settings() -> Settings:
         rollback_alarms=_env_list("ROLLBACK_ALARMS"),
         debugger_rules_enabled=_env_bool("DEBUGGER_RULES_ENABLED", True),
         profiler_rules_enabled=_env_bool("PROFILER_RULES_ENABLED", True),
-        blocking_rules=_env_list("BLOCKING_RULES", "VanishingGradient,LossNotDecreasing,PoorWeightInitialization"),
+        blocking_rules=_env_list("BLOCKING_RULES", "VanishingGradient,LossNotDecreasing"),
         failure_topic_arn=_env("FAILURE_TOPIC_ARN", ""),
         max_polls=_env_int("MAX_POLLS", 500),
         # Static hyperparameters added to every job (the offline run uses it for small images and few batches).

@@ -163,10 +163,7 @@ def test_debugger_off_report_missing_blocking_rules_passes_with_warnings(trained
 
     result = check_rules.lambda_handler(load_event("check_rules_debugger_off"), lambda_context)
 
-    assert result["warnings"] == [
-        "blocking rule LossNotDecreasing is not in rule_report.json",
-        "blocking rule PoorWeightInitialization is not in rule_report.json",
-    ]
+    assert result["warnings"] == ["blocking rule LossNotDecreasing is not in rule_report.json"]
 
 
 def test_debugger_off_without_output_archive_fails_clearly(trained: Any, lambda_context: Any) -> None:
