@@ -104,10 +104,7 @@ class DebugHook:
     def collects_relu_inputs(self) -> bool:
         if self.hook is None:
             return False
-        for collection in self.hook.collection_manager.get_collections().values():
-            if collection.name == "relu_input" or any("relu_input" in regex for regex in collection.include_regex):
-                return True
-        return False
+        return any(map(_is_relu_input_collection, self.hook.collection_manager.get_collections().values()))
 
     def register(self, module: nn.Module, loss_module: nn.Module) -> None:
         if self.hook is None:
@@ -163,6 +160,10 @@ def _local_hook(smd: ModuleType, out_dir: str, train_save_interval: int, relu_in
     return hook
 
 
+def _is_relu_input_collection(collection: Any) -> bool:
+    return bool(collection.name == "relu_input" or any("relu_input" in regex for regex in collection.include_regex))
+
+
 def _save_relu_inputs_of_first_steps(hook: Any, steps: int) -> None:
     """ReLU inputs only for the first ``steps`` TRAIN steps, never in EVAL/PREDICT.
 
@@ -175,7 +176,7 @@ def _save_relu_inputs_of_first_steps(hook: Any, steps: int) -> None:
 
     never = SaveConfigMode(end_step=0)
     for collection in hook.collection_manager.get_collections().values():
-        if collection.name == "relu_input" or any(RELU_INPUT_REGEX in regex for regex in collection.include_regex):
+        if _is_relu_input_collection(collection):
             collection.save_config = {
                 modes.TRAIN: SaveConfigMode(save_steps=list(range(steps))),
                 modes.EVAL: never,
