@@ -16,6 +16,24 @@ TRAINING_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:
 INFERENCE_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.3-cpu-py311"
 RULE_IMAGE = "503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest"
 EVENTS = Path(__file__).resolve().parents[2] / "events"
+# The inference container's environment every model and model package must carry, as the requests pin it.
+INFERENCE_ENVIRONMENT = {
+    "SAGEMAKER_PROGRAM": "inference.py",
+    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+    "SAGEMAKER_REGION": "us-east-1",
+    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+    "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+    "INFERENCE_PRECISION": "auto",
+}
+# The training and tuning jobs' MetricDefinitions, as the requests pin them.
+METRIC_DEFINITIONS_ON_THE_WIRE = [
+    {"Name": "train:loss", "Regex": r"\btrain_loss=([0-9.eE+-]+)"},
+    {"Name": "validation:loss", "Regex": r"\bvalid_loss=([0-9.eE+-]+)"},
+    {"Name": "validation:accuracy", "Regex": r"\bvalid_accuracy=([0-9.eE+-]+)"},
+    {"Name": "train:images_per_second", "Regex": r"\bimages_per_second=([0-9.eE+-]+)"},
+    {"Name": "test:accuracy", "Regex": r"\btest_accuracy=([0-9.eE+-]+)"},
+    {"Name": "test:int8_accuracy", "Regex": r"\bint8_test_accuracy=([0-9.eE+-]+)"},
+]
 
 
 def load_event(name: str) -> dict[str, Any]:

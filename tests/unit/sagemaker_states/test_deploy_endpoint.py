@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from sagemaker_states_support import INFERENCE_IMAGE, REGION, ROLE_ARN, load_event
+from sagemaker_states_support import INFERENCE_ENVIRONMENT, INFERENCE_IMAGE, REGION, ROLE_ARN, load_event
 
 from pipeline import deploy_endpoint, start_training
 from pipeline.common.config import Settings
@@ -193,14 +193,7 @@ def test_update_requests_are_exactly_the_agreed_ones(
             "PrimaryContainer": {
                 "Image": INFERENCE_IMAGE,
                 "ModelDataUrl": ARTIFACT,
-                "Environment": {
-                    "SAGEMAKER_PROGRAM": "inference.py",
-                    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-                    "SAGEMAKER_REGION": "us-east-1",
-                    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-                    "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-                    "INFERENCE_PRECISION": "auto",
-                },
+                "Environment": INFERENCE_ENVIRONMENT,
             },
             "ExecutionRoleArn": ROLE_ARN,
             "Tags": TAGS,

@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sns.models import sns_backends
-from sagemaker_states_support import INFERENCE_IMAGE, REGION, ROLE_ARN, load_event
+from sagemaker_states_support import INFERENCE_ENVIRONMENT, INFERENCE_IMAGE, REGION, ROLE_ARN, load_event
 
 from pipeline import approve_model, evaluate_model, reject_model
 from pipeline.common.config import Settings
@@ -247,14 +247,7 @@ def test_create_model_package_request_is_exactly_the_agreed_one(
                     {
                         "Image": INFERENCE_IMAGE,
                         "ModelDataUrl": f"s3://dog-data/jobs/r/{JOB}/output/model.tar.gz",
-                        "Environment": {
-                            "SAGEMAKER_PROGRAM": "inference.py",
-                            "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-                            "SAGEMAKER_REGION": "us-east-1",
-                            "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-                            "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-                            "INFERENCE_PRECISION": "auto",
-                        },
+                        "Environment": INFERENCE_ENVIRONMENT,
                     }
                 ],
                 "SupportedContentTypes": ["image/jpeg", "image/png", "application/x-image", "application/json"],

@@ -21,7 +21,7 @@ from sagemaker.estimator import _TrainingJob
 from sagemaker.pytorch import PyTorch
 from sagemaker.session import Session
 from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner, _TuningJob
-from sagemaker_states_support import RULE_IMAGE, TRAINING_IMAGE
+from sagemaker_states_support import INFERENCE_ENVIRONMENT, RULE_IMAGE, TRAINING_IMAGE
 
 from pipeline.common.config import Settings
 from pipeline.common.metric_definitions import METRIC_DEFINITIONS
@@ -218,14 +218,7 @@ def test_model_and_endpoint_config_requests_are_valid(settings: Settings, datase
     model = model_request(settings, dataset, "dogs-1", "s3://dog-data/jobs/r/train-1/output/model.tar.gz", "us-east-1")
     config = endpoint_config_request(settings, dataset, "dogs-1", "dogs-1")
 
-    assert model["PrimaryContainer"]["Environment"] == {
-        "SAGEMAKER_PROGRAM": "inference.py",
-        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-        "SAGEMAKER_REGION": "us-east-1",
-        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-        "INFERENCE_PRECISION": "auto",
-    }
+    assert model["PrimaryContainer"]["Environment"] == INFERENCE_ENVIRONMENT
     assert config["ProductionVariants"][0]["VariantName"] == "AllTraffic"
     _assert_valid("create_model", model)
     _assert_valid("create_endpoint_config", config)

@@ -10,7 +10,14 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from sagemaker_states_support import BUCKET, REGION, ROLE_ARN, TRAINING_IMAGE, load_event
+from sagemaker_states_support import (
+    BUCKET,
+    METRIC_DEFINITIONS_ON_THE_WIRE,
+    REGION,
+    ROLE_ARN,
+    TRAINING_IMAGE,
+    load_event,
+)
 
 from pipeline import start_tuning
 from pipeline.common.config import Settings
@@ -59,14 +66,7 @@ def _expected_request(code_uri: str) -> dict[str, Any]:
             "AlgorithmSpecification": {
                 "TrainingImage": TRAINING_IMAGE,
                 "TrainingInputMode": "File",
-                "MetricDefinitions": [
-                    {"Name": "train:loss", "Regex": r"\btrain_loss=([0-9.eE+-]+)"},
-                    {"Name": "validation:loss", "Regex": r"\bvalid_loss=([0-9.eE+-]+)"},
-                    {"Name": "validation:accuracy", "Regex": r"\bvalid_accuracy=([0-9.eE+-]+)"},
-                    {"Name": "train:images_per_second", "Regex": r"\bimages_per_second=([0-9.eE+-]+)"},
-                    {"Name": "test:accuracy", "Regex": r"\btest_accuracy=([0-9.eE+-]+)"},
-                    {"Name": "test:int8_accuracy", "Regex": r"\bint8_test_accuracy=([0-9.eE+-]+)"},
-                ],
+                "MetricDefinitions": METRIC_DEFINITIONS_ON_THE_WIRE,
             },
             "RoleArn": ROLE_ARN,
             "InputDataConfig": [
