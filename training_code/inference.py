@@ -244,7 +244,7 @@ def quantize_network(model: nn.Module, calibration_images: torch.Tensor) -> nn.M
     of accuracy on small test sets. Deterministic: the same weights and images give the same network.
     """
     # torch.ao.quantization is deprecated in favour of torchao but is what the PyTorch containers ship; the
-    # import is here so that a torch without it only loses the int8 option (int8_unavailable reports it).
+    # import is here so that a torch without it only loses the int8 option (quantization_unavailable reports it).
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
@@ -264,12 +264,19 @@ def quantize_network(model: nn.Module, calibration_images: torch.Tensor) -> nn.M
         return convert_fx(prepared).eval()
 
 
-def int8_unavailable(model_dir: Path) -> str | None:
-    """Why no int8 network can be built for this artifact here, or None."""
+def quantization_unavailable() -> str | None:
+    """Why this torch cannot build quantize_network's int8 network at all, or None."""
     if INT8_ENGINE not in torch.backends.quantized.supported_engines:
         return f"this torch build has no {INT8_ENGINE!r} quantized engine"
     if importlib.util.find_spec("torch.ao.quantization") is None:
         return "this torch build has no torch.ao.quantization (FX post-training quantisation)"
+    return None
+
+
+def int8_unavailable(model_dir: Path) -> str | None:
+    """Why no int8 network can be built for this artifact here, or None."""
+    if unavailable := quantization_unavailable():
+        return unavailable
     if not (model_dir / CALIBRATION_FILE).is_file():
         return f"the artifact has no {CALIBRATION_FILE} (trained before int8 serving, or with --int8_check false)"
     return None

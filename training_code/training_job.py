@@ -222,8 +222,8 @@ def check_int8(
     """The int8 network inference.py would serve on a CPU, built from a sample of training images and measured on
     the test split: (metrics.json's ``int8``, the calibration images to ship, or None when int8 is unavailable)."""
     started = time.perf_counter()
-    if inference.INT8_ENGINE not in torch.backends.quantized.supported_engines:
-        return {"skipped": f"this torch build has no {inference.INT8_ENGINE!r} quantized engine"}, None
+    if unavailable := inference.quantization_unavailable():
+        return {"skipped": unavailable}, None
     train = splits["train"]
     sample = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:CALIBRATION_IMAGE_COUNT]
     calibration = train.images[sample].permute(0, 3, 1, 2).contiguous()
