@@ -447,11 +447,15 @@ def int8_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return directory
 
 
-def with_metrics(source: Path, destination: Path, metrics: dict[str, object] | None) -> Path:
+def with_metrics(
+    source: Path, destination: Path, metrics: dict[str, object], *, calibration_images: bool = True
+) -> Path:
+    """A copy of the artifact in ``source`` with other metrics.json content, optionally without its calibration."""
+    skipped = {"metrics.json"} if calibration_images else {"metrics.json", inference.CALIBRATION_FILE}
     for path in source.iterdir():
-        if path.name != "metrics.json" and (metrics is not None or path.name != inference.CALIBRATION_FILE):
+        if path.name not in skipped:
             (destination / path.name).write_bytes(path.read_bytes())
-    (destination / "metrics.json").write_text(json.dumps(metrics or {"test_accuracy": 0.9}))
+    (destination / "metrics.json").write_text(json.dumps(metrics))
     return destination
 
 
@@ -482,14 +486,23 @@ def test_int8_network_is_the_same_for_the_same_weights_and_images(int8_model_dir
         assert torch.equal(first.network(inputs), second.network(inputs))
 
 
+PASSED_CHECK = {"test_accuracy": 0.90, "int8": {"test_accuracy": 0.895}}
+
+
 @pytest.mark.parametrize(
-    ("int8_dot_product", "metrics", "served", "logged"),
+    ("int8_dot_product", "metrics", "calibration_images", "served", "logged"),
     [
-        (True, {"test_accuracy": 0.90, "int8": {"test_accuracy": 0.895}}, "int8", None),
-        (False, {"test_accuracy": 0.90, "int8": {"test_accuracy": 0.895}}, "float", "no int8 dot-product"),
-        (True, {"test_accuracy": 0.90, "int8": {"test_accuracy": 0.85}}, "float", "more than 0.01 below float's"),
-        (True, {"test_accuracy": 0.90, "int8": {"skipped": "--int8_check false"}}, "float", "no int8 test accuracy"),
-        (True, None, "float", "has no calibration_images.pt"),
+        (True, PASSED_CHECK, True, "int8", None),
+        (False, PASSED_CHECK, True, "float", "no int8 dot-product"),
+        (True, {"test_accuracy": 0.90, "int8": {"test_accuracy": 0.85}}, True, "float", "more than 0.01 below float's"),
+        (
+            True,
+            {"test_accuracy": 0.90, "int8": {"skipped": "--int8_check false"}},
+            True,
+            "float",
+            "no int8 test accuracy",
+        ),
+        (True, PASSED_CHECK, False, "float", "has no calibration_images.pt"),
     ],
     ids=["check-passed", "cpu-without-vnni", "accuracy-drop", "check-skipped", "no-calibration-images"],
 )
@@ -499,13 +512,14 @@ def test_automatic_precision_serves_int8_only_where_measured_good_and_fast(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     int8_dot_product: bool,
-    metrics: dict[str, object] | None,
+    metrics: dict[str, object],
+    calibration_images: bool,
     served: str,
     logged: str | None,
 ) -> None:
     monkeypatch.setattr(inference, "cpu_has_int8_dot_product", lambda: int8_dot_product)
     monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
-    model_dir = with_metrics(int8_model_dir, tmp_path, metrics)
+    model_dir = with_metrics(int8_model_dir, tmp_path, metrics, calibration_images=calibration_images)
 
     with caplog.at_level("INFO", logger="inference"):
         model = inference.load_model(model_dir)
