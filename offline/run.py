@@ -517,6 +517,17 @@ def audit_rows(visits: list[StateVisit]) -> list[dict[str, Any]]:
     return rows
 
 
+def _rule_lines(rules: dict[str, Any]) -> list[str]:
+    """Every rule's verdict with what it found (our rule and profiler reports; SageMaker's rule jobs when on)."""
+    lines = [f"Rule and profiler results ({rules.get('evidence')}; blocking rules stop the model):"]
+    details = rules.get("details") or {}
+    for name, status in (rules.get("rules") or {}).items():
+        lines.append(f"  {name:<24} {status:<14} {details.get(name, '')}")
+    if rules.get("sagemaker_rules"):
+        lines.append(f"  SageMaker's rule jobs: {rules['sagemaker_rules']}")
+    return lines
+
+
 def print_audit(result: RunResult, prediction: dict[str, Any] | None, out: Any = sys.stdout) -> None:
     def line(text: str = "") -> None:
         print(text, file=out)
@@ -544,9 +555,8 @@ def print_audit(result: RunResult, prediction: dict[str, Any] | None, out: Any =
             f"({objective.get('name')}={objective.get('value')}; {record['local_tuner']})"
         )
     if record.get("rules"):
-        line(f"Rule results: {record['rules'].get('rules')}")
-        for warning in record["rules"].get("warnings", []):
-            line(f"  warning: {warning}")
+        for rule_line in _rule_lines(record["rules"]):
+            line(rule_line)
     metrics = record.get("metrics") or {}
     if "test:accuracy" in metrics:
         int8 = metrics.get("test:int8_accuracy")

@@ -6,20 +6,33 @@ reimplement the ones the pipeline configures, with the built-ins' names and main
 gate has evidence when SageMaker Debugger is off for the account) and the offline run's local rule evaluation.
 
 Where we differ from the built-ins, on purpose:
-- Per-batch losses of different batches are not comparable one by one, so the loss rules compare means: over
-  windows of ``num_steps`` saved steps (LossNotDecreasing), or over each training/evaluation phase (Overfit,
-  Overtraining; a phase is a run of consecutive steps in one mode, i.e. an epoch's training or validation).
-  Overtraining's patience therefore counts phases (epochs), not steps.
+- LossNotDecreasing measures distances in training steps, as AWS's rule does (a loss is compared with one saved at
+  least ``num_steps`` training steps earlier, however often losses were saved), but it asks one question of the
+  whole job: did the training loss come down from where training started? AWS's version compares every saved
+  loss with its predecessor ``num_steps`` back and fires on the first pair that did not decrease by
+  ``diff_percent``; on per-batch losses that fires on noise, and on every healthy run whose learning rate decays
+  to zero (the loss is flat at the end by design), which a blocking rule cannot afford. Ours compares the mean of
+  the saved losses over the first ``num_steps`` training steps with the mean over the last ``num_steps``: an issue
+  unless the later mean is ``diff_percent`` % lower *and* lower by more than twice the standard error of the
+  difference (the noise of the two means), and at once when a loss is not finite. With losses saved less often
+  than every ``num_steps`` steps each window holds one loss, which is AWS's comparison exactly.
+- Per-batch losses of different batches are not comparable one by one, so Overfit and Overtraining compare means
+  over each training/evaluation phase (a phase is a run of consecutive steps in one mode, i.e. an epoch's training
+  or validation). Overtraining's patience therefore counts phases (epochs), not steps.
 - Gradient and activation checks read scalar reductions (mean |g|, variance, min, max) when only those were
   saved, and compute them from full tensors otherwise.
 
-Result per rule: ``{"status": "NoIssuesFound" | "IssuesFound" | "Error", "details": str}``; "Error" means the
-rule could not be evaluated (no such tensors in the trial, unreadable trial) and says why.
+Result per rule: ``{"status": "NoIssuesFound" | "IssuesFound" | "NotEvaluated" | "Error", "details": str}``.
+A rule never passes without judging: "NotEvaluated" means the trial held too little for it (no such tensors,
+fewer steps or epochs than its parameters need) and says what it had; "Error" means the evaluation itself failed
+(smdebug missing, an unreadable trial, a bug) and says why.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
 import os
 import re
 from collections.abc import Callable
@@ -27,7 +40,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-NO_ISSUES, ISSUES, ERROR = "NoIssuesFound", "IssuesFound", "Error"
+NO_ISSUES, ISSUES, NOT_EVALUATED, ERROR = "NoIssuesFound", "IssuesFound", "NotEvaluated", "Error"
 TRAINING_END_MARKER = "training_job_end.ts"  # written by the hook's close()
 
 try:
@@ -77,6 +90,10 @@ class _LocalRule(Rule):  # type: ignore[misc, valid-type]
     def summary(self) -> str:
         return "no issues found"
 
+    def not_evaluated(self) -> str | None:
+        """Why the rule could not judge the trial (too little data), or None when it did."""
+        return None
+
     def found(self, message: str) -> bool:
         self.finding = message
         return True
@@ -110,6 +127,14 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
+def _variance(values: list[float]) -> float:
+    """Sample variance (n - 1), 0 for a single value."""
+    if len(values) < 2:
+        return 0.0
+    mean = _mean(values)
+    return sum((value - mean) ** 2 for value in values) / (len(values) - 1)
+
+
 class VanishingGradient(_LocalRule):
     """Issue when the mean |gradient| of any saved gradient tensor falls below ``threshold``."""
 
@@ -136,49 +161,86 @@ class VanishingGradient(_LocalRule):
                 )
         return False
 
+    def not_evaluated(self) -> str | None:
+        return "no gradient values were saved at any step" if self.smallest is None else None
+
     def summary(self) -> str:
-        if self.smallest is None:
-            return "no gradient values were saved at any step"
+        assert self.smallest is not None
         value, name, step = self.smallest
         return f"smallest mean |gradient| {value:.3g} ({name}, step {step}) >= threshold {self.threshold:g}"
 
 
 class LossNotDecreasing(_LocalRule):
-    """Issue when the mean loss of a window of ``num_steps`` saved steps is not ``diff_percent`` % below the
-    first window's (the loss has not come down from where training started)."""
+    """Issue when the training loss did not come down from where training started (see the module docstring):
+    the mean loss of the last ``num_steps`` training steps is not ``diff_percent`` % below, and beyond the noise
+    of, the mean of the first ``num_steps``; or a loss is not finite."""
 
     def __init__(self, base_trial: Any, num_steps: int = 10, diff_percent: float = 0.1, mode: str = "TRAIN") -> None:
         super().__init__(base_trial)
         self.num_steps, self.diff_percent = int(num_steps), float(diff_percent)
         self.mode = getattr(modes, mode)
         self.loss_name = _loss_tensor_name(base_trial)
-        self.values: list[float] = []
-        self.first_window: float | None = None
-        self.windows = 0
+        self.losses: list[tuple[int, float]] = []  # (training step, loss)
+        self.comparison: dict[str, Any] | None = None
 
     def invoke_at_step(self, step: int) -> bool:
         loss = _loss_at(self.base_trial, self.loss_name, step)
-        if loss is None or loss[0] != self.mode:
+        if loss is not None and loss[0] == self.mode:
+            _, mode_step = _mode_and_step(self.base_trial, step)
+            if not math.isfinite(loss[1]):
+                return self.found(f"the {self.mode.name} loss is {loss[1]} at training step {mode_step}")
+            self.losses.append((mode_step, loss[1]))
+        return step >= self.last_step and self._judge()
+
+    def _judge(self) -> bool:
+        if self.not_evaluated():
             return False
-        self.values.append(loss[1])
-        if len(self.values) % self.num_steps:
+        first_step, last_step = self.losses[0][0], self.losses[-1][0]
+        # Windows of num_steps training steps at both ends, shrunk so they never share a loss.
+        width = min(self.num_steps, (last_step - first_step + 1) // 2)
+        start = [value for step, value in self.losses if step < first_step + width]
+        end = [value for step, value in self.losses if step > last_step - width]
+        start_mean, end_mean = _mean(start), _mean(end)
+        decrease = (start_mean - end_mean) / max(abs(start_mean), 1e-12) * 100
+        noise = (
+            2 * math.sqrt(_variance(start) / len(start) + _variance(end) / len(end))
+            if min(len(start), len(end)) > 1
+            else 0.0
+        )
+        self.comparison = {
+            "start": (first_step, start_mean, len(start)),
+            "end": (last_step, end_mean, len(end)),
+            "decrease": decrease,
+            "noise": noise,
+        }
+        if decrease >= self.diff_percent and start_mean - end_mean > noise:
             return False
-        window = _mean(self.values[-self.num_steps :])
-        self.windows += 1
-        if self.first_window is None:
-            self.first_window = window
-            return False
-        if window > self.first_window * (1 - self.diff_percent / 100):
-            return self.found(
-                f"mean loss of the {self.windows}th window of {self.num_steps} steps (to step {step}) is {window:.4f},"
-                f" not {self.diff_percent}% below the first window's {self.first_window:.4f}"
+        return self.found(
+            f"the {self.mode.name} loss did not come down over {last_step - first_step} training steps: "
+            f"{self._describe()} (needs {self.diff_percent:g}% and more than twice the noise of the means, "
+            f"{noise:.4f})"
+        )
+
+    def _describe(self) -> str:
+        assert self.comparison is not None
+        first_step, start_mean, start_count = self.comparison["start"]
+        last_step, end_mean, end_count = self.comparison["end"]
+        return (
+            f"mean of {start_count} loss(es) from step {first_step} {start_mean:.4f}, of {end_count} to step "
+            f"{last_step} {end_mean:.4f}: {self.comparison['decrease']:.2f}% lower"
+        )
+
+    def not_evaluated(self) -> str | None:
+        if len(self.losses) < 2 or self.losses[-1][0] - self.losses[0][0] < self.num_steps:
+            span = f"steps {self.losses[0][0]}-{self.losses[-1][0]}" if self.losses else "no steps"
+            return (
+                f"{len(self.losses)} {self.mode.name} loss(es) saved ({span}): comparing needs two at least "
+                f"num_steps={self.num_steps} training steps apart; save losses more often or train longer"
             )
-        return False
+        return None
 
     def summary(self) -> str:
-        if self.windows < 2:
-            return f"fewer than two windows of {self.num_steps} {self.mode.name} losses: nothing to compare"
-        return f"loss came down over {self.windows} windows of {self.num_steps} steps from {self.first_window:.4f}"
+        return f"the loss came down: {self._describe()}"
 
 
 class Overfit(_PhaseRule):
@@ -212,9 +274,10 @@ class Overfit(_PhaseRule):
             )
         return False
 
+    def not_evaluated(self) -> str | None:
+        return None if self.ratios else "no training phase followed by a validation phase: nothing to compare"
+
     def summary(self) -> str:
-        if not self.ratios:
-            return "no training phase followed by a validation phase: nothing to compare"
         return f"(valid - train) / train loss per validation: {', '.join(f'{r:.1%}' for r in self.ratios)}"
 
 
@@ -249,6 +312,15 @@ class Overtraining(_PhaseRule):
                     f"(best {self.best[mode]:.4f}, latest {mean_loss:.4f})"
                 )
         return False
+
+    def not_evaluated(self) -> str | None:
+        counts = collections.Counter(mode for mode, _ in self.phases)
+        if any(counts[mode] > patience for mode, patience in self.patience.items()):
+            return None
+        return (
+            f"{counts[modes.TRAIN]} training and {counts[modes.EVAL]} validation epochs: judging needs more than "
+            f"patience_train={self.patience[modes.TRAIN]} or patience_validation={self.patience[modes.EVAL]}"
+        )
 
     def summary(self) -> str:
         return f"epochs without improvement: training {self.stale[modes.TRAIN]}, validation {self.stale[modes.EVAL]}"
@@ -314,9 +386,10 @@ class PoorWeightInitialization(_LocalRule):
             return self.found(f"poor initialization at {len(self.bad_steps)} of the first steps; {self.bad_steps[0]}")
         return False
 
+    def not_evaluated(self) -> str | None:
+        return None if self.ratios else f"no ReLU inputs saved in the first {self.steps} training steps"
+
     def summary(self) -> str:
-        if not self.ratios:
-            return f"no ReLU inputs saved in the first {self.steps} training steps"
         return f"ReLU-input variance ratio max/min over {len(self.ratios)} steps: up to {max(self.ratios):.3g}"
 
 
@@ -369,10 +442,13 @@ def _evaluate_one(rule_class: Callable[[Any], _LocalRule], trial: Any, end_step:
     except RuleEvaluationConditionMet:
         return _result(ISSUES, rule.finding)
     except RuleNotApplicable as error:
-        return _result(ERROR, str(error))
+        return _result(NOT_EVALUATED, str(error))
     except NoMoreData:
         pass
     except Exception as error:  # a rule bug must show up in the report, not crash the training job
         logger.exception("rule %s failed", getattr(rule_class, "__name__", rule_class))
         return _result(ERROR, f"{type(error).__name__}: {error}")
+    reason = rule.not_evaluated()
+    if reason is not None:
+        return _result(NOT_EVALUATED, reason)
     return _result(NO_ISSUES, rule.summary())

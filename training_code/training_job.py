@@ -40,9 +40,11 @@ import dog_data
 import dog_model
 import inference
 import numpy as np
+import profiler_rules
 import torch
 from debug_hook import DebugHook, create_debug_hook
 from debug_rules import ERROR, ISSUES, RULES, evaluate_rules
+from profiler import NoProfiler, Profiler
 from torch import nn
 from training_loop import (
     Compute,
@@ -61,6 +63,7 @@ CODE_SOURCE_DIR = Path(__file__).resolve().parent
 SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 # Training images shipped for int8 calibration: ~4.8 MB at 224 px, enough for stable activation ranges.
 CALIBRATION_IMAGE_COUNT = 32
+PROFILER_INTERVALS_MS = (100, 200, 500, 1000, 5000, 60000)
 
 
 def _json_tolerant(cast: Callable[[Any], Any]) -> Callable[[str], Any]:
@@ -154,7 +157,29 @@ def build_arg_parser(
         "--debug_relu_input_steps", type=integer, default=10,
         help="first TRAIN steps whose ReLU inputs are saved (PoorWeightInitialization's window), local or job hook",
     )  # fmt: skip
+    profiling = parser.add_argument_group("profiling")
+    profiling.add_argument("--profiler", type=boolean, default=True, help="false: no system or step profiling")
+    profiling.add_argument(
+        "--profiler_interval_ms", type=integer, default=500, choices=PROFILER_INTERVALS_MS,
+        help="system-metric sampling interval (SageMaker's ProfilingIntervalInMilliseconds values)",
+    )  # fmt: skip
+    profiling.add_argument(
+        "--profiler_rule_parameters", type=text, default="{}",
+        help='JSON object of profiler rule parameters named like SageMaker\'s: {"CPUBottleneck_threshold": 30}',
+    )  # fmt: skip
     return parser
+
+
+def profiler_rule_parameters(text: str) -> dict[str, Any]:
+    """The ``--profiler_rule_parameters`` object, checked against the rules before any training starts."""
+    try:
+        parameters = json.loads(text) if text.strip() else {}
+    except ValueError as error:
+        raise ValueError(f"--profiler_rule_parameters is not JSON ({error}): {text!r}") from error
+    if not isinstance(parameters, dict):
+        raise ValueError(f"--profiler_rule_parameters must be a JSON object, got {text!r}")
+    profiler_rules.resolve_parameters(parameters)
+    return parameters
 
 
 def seed_everything(seed: int) -> None:
@@ -279,9 +304,24 @@ def _emit(line: str) -> None:
 
 
 def run(args: argparse.Namespace, *, job: str, evaluate_debug_rules: bool) -> dict[str, Any]:
-    """Train, print metrics, checkpoint, save the artifact and the rule report; returns metrics.json's content."""
-    started = time.perf_counter()
+    """Train, print metrics, checkpoint, save the artifact, the rule report and the profiler report; returns
+    metrics.json's content."""
     require_inference_code(CODE_SOURCE_DIR)
+    rule_parameters = profiler_rule_parameters(args.profiler_rule_parameters)
+    profiler = (Profiler(args.output_data_dir, interval_seconds=args.profiler_interval_ms / 1000) if args.profiler
+                else NoProfiler()).start()  # fmt: skip
+    try:
+        metrics = _train(args, profiler, job=job, evaluate_debug_rules=evaluate_debug_rules)
+    finally:
+        profiler.stop()  # a failed job keeps the samples it recorded, and no sampling thread outlives it
+    profiler.finish(args.output_data_dir, batch_size=args.batch_size, rule_parameters=rule_parameters)
+    return metrics
+
+
+def _train(
+    args: argparse.Namespace, profiler: Profiler | NoProfiler, *, job: str, evaluate_debug_rules: bool
+) -> dict[str, Any]:
+    started = time.perf_counter()
     seed_everything(args.seed)
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
@@ -394,9 +434,11 @@ def run(args: argparse.Namespace, *, job: str, evaluate_debug_rules: bool) -> di
     if not hook.active:
         logger.info("no debug hook: %s", hook.reason)
     hook.register(phase.network, loss_function)
+    steps = _StepRecorder(profiler)
 
     for epoch in range(start_epoch, args.epochs + 1):
         hook.set_mode("train")
+        epoch_started = time.time()
         result = train_one_epoch(
             phase.network,
             phase.train_batches(epoch),
@@ -405,10 +447,16 @@ def run(args: argparse.Namespace, *, job: str, evaluate_debug_rules: bool) -> di
             scheduler,
             compute,
             before_train=train_mode,
+            on_step=steps.recorder("train", epoch),
         )
+        profiler.phase("train_epoch", epoch, epoch_started, time.time())
         hook.set_mode("eval")
         phase.network.eval()
-        valid_loss, valid_accuracy = evaluate(phase.network, phase.eval_batches("valid"), loss_function, compute)
+        evaluation_started = time.time()
+        valid_loss, valid_accuracy = evaluate(
+            phase.network, phase.eval_batches("valid"), loss_function, compute, on_step=steps.recorder("eval", epoch)
+        )
+        profiler.phase("evaluation", epoch, evaluation_started, time.time())
         record = {
             "epoch": epoch,
             "train_loss": result.loss,
@@ -487,6 +535,21 @@ def run(args: argparse.Namespace, *, job: str, evaluate_debug_rules: bool) -> di
     save_model_artifact(args.model_dir, model, index.classes, metrics, calibration_images=calibration)
     write_rule_report(args.output_data_dir, hook, timing, corrupt, evaluate_debug_rules)
     return metrics
+
+
+class _StepRecorder:
+    """Numbers the steps of each phase across the job (as smdebug's mode steps) for the profiler."""
+
+    def __init__(self, profiler: Profiler | NoProfiler) -> None:
+        self.profiler = profiler
+        self.counts = {"train": 0, "eval": 0}
+
+    def recorder(self, phase: str, epoch: int) -> Callable[[float, float, float], None]:
+        def record(start_time: float, data_seconds: float, compute_seconds: float) -> None:
+            self.profiler.step(phase, epoch, self.counts[phase], start_time, data_seconds, compute_seconds)
+            self.counts[phase] += 1
+
+        return record
 
 
 def write_rule_report(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 CHECKPOINT_NAME = "checkpoint.pth"
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def cpu_has_bf16() -> bool:
@@ -105,6 +106,28 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
     return factor
 
 
+# Called once per finished step with its wall-clock start, the seconds spent waiting for the batch and the seconds
+# from then until the next batch was asked for (forward, backward, optimiser step: the compute as the CPU sees it).
+StepCallback = Callable[[float, float, float], None]
+
+
+def timed_batches(batches: Iterable[Batch], on_step: StepCallback | None = None) -> Iterator[tuple[float, Batch]]:
+    """Yields (seconds waited for the batch, batch); reports each step to ``on_step`` once the caller is done with
+    it (when it asks for the next batch)."""
+    iterator = iter(batches)
+    while True:
+        asked = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        ready = time.perf_counter()
+        yield ready - asked, batch
+        if on_step is not None:
+            done = time.perf_counter()
+            on_step(time.time() - (done - asked), ready - asked, done - ready)
+
+
 @dataclass
 class EpochResult:
     loss: float
@@ -123,13 +146,14 @@ class EpochResult:
 
 def train_one_epoch(
     network: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterable[Batch],
     loss_function: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     compute: Compute,
     *,
     before_train: Callable[[], None] | None = None,
+    on_step: StepCallback | None = None,
 ) -> EpochResult:
     """One pass over ``batches``; times data preparation apart from compute (forward, backward, step)."""
     if before_train is not None:
@@ -138,14 +162,8 @@ def train_one_epoch(
     images = 0
     data_seconds = 0.0
     epoch_started = time.perf_counter()
-    iterator = iter(batches)
-    while True:
-        started = time.perf_counter()
-        try:
-            inputs, labels = next(iterator)
-        except StopIteration:
-            break
-        data_seconds += time.perf_counter() - started
+    for wait_seconds, (inputs, labels) in timed_batches(batches, on_step):
+        data_seconds += wait_seconds
         with compute.autocast():
             loss = loss_function(network(inputs), labels)
         optimizer.zero_grad(set_to_none=True)
@@ -165,15 +183,17 @@ def train_one_epoch(
 @torch.no_grad()
 def evaluate(
     network: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterable[Batch],
     loss_function: nn.Module,
     compute: Compute,
+    *,
+    on_step: StepCallback | None = None,
 ) -> tuple[float, float]:
     """Mean loss and accuracy over ``batches`` (the caller puts the network in eval mode)."""
     loss_sum = torch.zeros((), device=compute.device)
     correct = torch.zeros((), device=compute.device, dtype=torch.long)
     count = 0
-    for inputs, labels in batches:
+    for _, (inputs, labels) in timed_batches(batches, on_step):
         with compute.autocast():
             outputs = network(inputs)
             loss = loss_function(outputs, labels)

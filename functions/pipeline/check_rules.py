@@ -1,12 +1,17 @@
 """CheckRules: the gate between training and deployment.
 
 Input: ``{"training": $.training}``.
-Output ($.rules): ``{"passed": true, "rules": {name: status}, "warnings": [...], "reports_uri", "evidence"}``.
+Output ($.rules): ``{"passed": true, "rules": {name: status}, "details": {name: text}, "sagemaker_rules":
+{name: status}, "warnings": [...], "reports_uri", "evidence"}``.
 
-With SageMaker Debugger rules on, the evidence is the job's rule evaluation statuses. With them off (Debugger
-no longer takes new customers) it is the ``rule_report.json`` the training code writes into the job's
-``output.tar.gz``, judged by the same logic. A blocking rule with IssuesFound raises RuleIssuesFound; a blocking
-rule that could not be evaluated raises RuleEvaluationFailed; anything a non-blocking rule says is a warning.
+The evidence is always the training code's own reports in the job's ``output.tar.gz``: ``rule_report.json``
+(our Debugger rule equivalents on the job's smdebug trial) and ``profiler_report.json`` (our profiler's rules on
+the system and step metrics it recorded). They exist on every account, and none of their rules passes without
+judging. When the account still runs SageMaker's Debugger/Profiler rule containers (DebuggerRules/ProfilerRules),
+their statuses are judged too, under ``sagemaker_rules``: a blocking rule stops the model when either evaluation
+finds issues or could not evaluate. A blocking rule with IssuesFound raises RuleIssuesFound; a blocking rule that
+could not be evaluated (NotEvaluated, Error, missing) raises RuleEvaluationFailed; anything a non-blocking rule
+says is a warning.
 """
 
 from __future__ import annotations
@@ -24,12 +29,19 @@ from pipeline.common.clients import get_client
 from pipeline.common.config import Settings, load_settings
 from pipeline.common.errors import RuleEvaluationFailed, RuleIssuesFound, TrainingFailed
 from pipeline.common.observability import logger, metrics, tracer
-from pipeline.common.rule_evaluation import Verdict, evaluate, results_from_report, results_from_training_job
+from pipeline.common.rule_evaluation import (
+    RuleResult,
+    Verdict,
+    evaluate,
+    results_from_report,
+    results_from_training_job,
+)
 from pipeline.common.sagemaker_gateway import SageMakerGateway, sagemaker_gateway
-from pipeline.common.sagemaker_requests import DEBUGGER_RULES
 from pipeline.common.state_models import Training
 
 RULE_REPORT_NAME = "rule_report.json"
+PROFILER_REPORT_NAME = "profiler_report.json"
+REPORT_NAMES = (RULE_REPORT_NAME, PROFILER_REPORT_NAME)
 
 
 def _split_s3_uri(uri: str) -> tuple[str, str]:
@@ -42,45 +54,50 @@ def job_artifact_uri(description: dict[str, Any], artifact: str) -> str:
     return f"{output_path}/{description['TrainingJobName']}/{artifact}"
 
 
-def read_rule_report(s3: Any, output_archive_uri: str) -> dict[str, Any]:
-    """The training code's rule report, streamed out of the job's output.tar.gz."""
+def read_job_reports(s3: Any, output_archive_uri: str) -> dict[str, dict[str, Any]]:
+    """The training code's rule and profiler reports, streamed out of the job's output.tar.gz."""
     bucket, key = _split_s3_uri(output_archive_uri)
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
             raise RuleEvaluationFailed(
-                f"Debugger rules are off and the job wrote no output data ({output_archive_uri} does not exist), so "
-                f"there is no {RULE_REPORT_NAME} to judge the model by. The training code must write it to "
-                "SM_OUTPUT_DATA_DIR."
+                f"the training job wrote no output data ({output_archive_uri} does not exist), so there is no "
+                f"{RULE_REPORT_NAME} or {PROFILER_REPORT_NAME} to judge the model by. The training code must write "
+                "them to SM_OUTPUT_DATA_DIR."
             ) from error
         raise
+    reports: dict[str, dict[str, Any]] = {}
     # Streaming mode reads the archive once, front to back, without holding it in memory.
     with tarfile.open(fileobj=body, mode="r|gz") as archive:
         for member in archive:
-            if member.isfile() and PurePosixPath(member.name).name == RULE_REPORT_NAME:
+            name = PurePosixPath(member.name).name
+            if member.isfile() and name in REPORT_NAMES and PurePosixPath(member.name).parent.name in ("", "."):
                 extracted = archive.extractfile(member)
                 if extracted is not None:
-                    report: dict[str, Any] = json.loads(extracted.read())
-                    return report
-    raise RuleEvaluationFailed(
-        f"Debugger rules are off and {output_archive_uri} holds no {RULE_REPORT_NAME}, so the model is unchecked. "
-        "The training code must write it to SM_OUTPUT_DATA_DIR."
-    )
+                    reports[name] = json.loads(extracted.read())
+    missing = [name for name in REPORT_NAMES if name not in reports]
+    if missing:
+        raise RuleEvaluationFailed(
+            f"{output_archive_uri} holds no {' or '.join(missing)}, so the model is unchecked. The training code "
+            "(train_model.py) must write both reports to SM_OUTPUT_DATA_DIR."
+        )
+    return reports
 
 
-def _raise_if_failed(verdict: Verdict, job_name: str, reports_uri: str) -> None:
+def _raise_if_failed(verdict: Verdict, source: str, job_name: str, reports_uri: str) -> None:
     if verdict.blocking_issues:
         issues = "; ".join(result.describe() for result in verdict.blocking_issues)
         raise RuleIssuesFound(
-            f"training job {job_name} failed the rule gate: {issues}. The model was not deployed. Reports: "
-            f"{reports_uri}. Fix the training (data, learning rate, epochs) or remove the rule from BLOCKING_RULES."
+            f"training job {job_name} failed the rule gate ({source}): {issues}. The model was not deployed. "
+            f"Reports: {reports_uri}. Fix the training (data, learning rate, epochs) or remove the rule from "
+            "BlockingRules."
         )
     if verdict.evaluation_failures:
         failures = "; ".join(result.describe() for result in verdict.evaluation_failures)
         raise RuleEvaluationFailed(
-            f"blocking rules of training job {job_name} could not be evaluated: {failures}. The model is unchecked "
-            f"and was not deployed. Rule job logs: /aws/sagemaker/ProcessingJobs; reports: {reports_uri}."
+            f"blocking rules of training job {job_name} could not be evaluated ({source}): {failures}. The model is "
+            f"unchecked and was not deployed. Reports: {reports_uri}."
         )
 
 
@@ -89,29 +106,35 @@ def check_rules(training: Training, settings: Settings, sagemaker: SageMakerGate
     description = sagemaker.call("describe_training_job", TrainingJobName=training.job_name)
     if description["TrainingJobStatus"] != "Completed":
         raise TrainingFailed(f"training job {training.job_name} is {description['TrainingJobStatus']}, not Completed.")
-    results = results_from_training_job(description)
-    expected = list(training.rules)
-    warnings: list[str] = []
-    if any(rule in DEBUGGER_RULES for rule in training.rules):
-        evidence, reports_uri = "sagemaker-rules", job_artifact_uri(description, "rule-output/")
-    else:
-        evidence, reports_uri = RULE_REPORT_NAME, job_artifact_uri(description, "output/output.tar.gz")
-        report_results = results_from_report(read_rule_report(s3, reports_uri))
-        results |= report_results
-        expected += [rule for rule in report_results if rule not in expected]
-        warnings += [
-            f"blocking rule {rule} is not in {RULE_REPORT_NAME}"
-            for rule in settings.blocking_rules
-            if rule not in results and rule in DEBUGGER_RULES
-        ]
-    verdict = evaluate(results, expected, settings.blocking_rules)
-    _raise_if_failed(verdict, training.job_name, reports_uri)
-    warnings += verdict.warnings
+    reports_uri = job_artifact_uri(description, "output/output.tar.gz")
+    reports = read_job_reports(s3, reports_uri)
+    ours: dict[str, RuleResult] = {}
+    for name in REPORT_NAMES:
+        ours |= results_from_report(reports[name])
+    verdict = evaluate(ours, list(settings.blocking_rules), settings.blocking_rules)
+    _raise_if_failed(verdict, "the training job's reports", training.job_name, reports_uri)
+    warnings = list(verdict.warnings)
+    sagemaker_statuses: dict[str, str] = {}
+    evidence = ", ".join(REPORT_NAMES)
+    if training.rules:
+        rule_jobs_uri = job_artifact_uri(description, "rule-output/")
+        # Only the rules SageMaker ran are judged here; ours are the ones that must cover every blocking rule.
+        sagemaker_verdict = evaluate(
+            results_from_training_job(description),
+            training.rules,
+            [r for r in settings.blocking_rules if r in training.rules],
+        )
+        _raise_if_failed(sagemaker_verdict, "SageMaker's rule jobs", training.job_name, rule_jobs_uri)
+        sagemaker_statuses = sagemaker_verdict.statuses
+        warnings += [f"SageMaker's {warning}" for warning in sagemaker_verdict.warnings]
+        evidence += " and SageMaker's rule jobs"
     if warnings:
         logger.warning("rule gate passed with warnings", extra={"warnings": warnings})
     return {
         "passed": True,
         "rules": verdict.statuses,
+        "details": {name: ours[name].details for name in verdict.statuses if name in ours},
+        "sagemaker_rules": sagemaker_statuses,
         "warnings": warnings,
         "reports_uri": reports_uri,
         "evidence": evidence,

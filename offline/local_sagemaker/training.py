@@ -3,7 +3,9 @@
 ``accept()`` runs inside the CreateTrainingJob request, so a describe right after it sees ``InProgress``;
 ``run()`` runs in a worker thread: download the code and channels, run the script under the container contract
 (``container.py``), read metrics from its log, upload ``model.tar.gz``/``output.tar.gz``/tensors, then evaluate
-the Debugger and Profiler rules as separate work, as SageMaker's rule jobs do after the training job.
+the Debugger and Profiler rules as separate work, as SageMaker's rule jobs do after the training job: the Debugger
+rules on the job's smdebug tensors, ProfilerReport on the metric files the training code's own profiler wrote
+(SageMaker's profiling agent does not run here), both with the project's rule code.
 """
 
 from __future__ import annotations
@@ -55,11 +57,11 @@ STDERR_TAIL_LINES = 12
 END_OF_TRAINING_MARKER = "training_job_end.ts"  # smdebug.core.access_layer.utils.END_OF_JOB_FILENAME
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 LOG_EVENTS_PER_CALL = 5000
-PROFILER_REPORT_NOTE = (
-    "Reported, not evaluated, locally: SageMaker's profiler rules (ProfilerReport) run only in its rule "
-    "container, and no profiling data is collected on this machine, so there was nothing to analyse."
+PROFILER_SOURCE_NOTE = (
+    "ProfilerConfig: SageMaker's profiling agent does not run locally; ProfilerReport is evaluated on the training "
+    "code's own profiler samples (output/profiler/)."
 )
-PROFILER_NOT_COLLECTED = "ProfilerConfig is accepted but profiling data is not collected by the local executor."
+PROFILER_DATA_DIR = "profiler"
 
 
 @dataclass(frozen=True)
@@ -278,7 +280,7 @@ class TrainingRun:
             s3io.download_prefix(s3, source["S3Uri"], self.layout.channel_dir(channel["ChannelName"]))
         debug_config_file = self._write_config_files(encoded, channels)
         if (request.get("ProfilerConfig") or {}).get("DisableProfiler") is False:
-            self._log(PROFILER_NOT_COLLECTED)
+            self._log(PROFILER_SOURCE_NOTE)
         if self._stop_requested.is_set():
             self._end("Stopped", "Stopped", "Training job stopped before training started")
             return
@@ -522,13 +524,9 @@ class TrainingRun:
                     "profiler_rule_evaluation_statuses", configuration["RuleConfigurationName"], "Stopped", details
                 )
             return
-        for configuration in profiler_rules:
-            self._set_rule(
-                "profiler_rule_evaluation_statuses",
-                configuration["RuleConfigurationName"],
-                "NoIssuesFound",
-                PROFILER_REPORT_NOTE,
-            )
+        if profiler_rules:
+            for name, (status, details) in self._profiler_rule_results(s3, profiler_rules).items():
+                self._set_rule("profiler_rule_evaluation_statuses", name, status, details)
         if debug_rules:
             for name, (status, details) in self._debug_rule_results(s3, debug_rules).items():
                 self._set_rule("debug_rule_evaluation_statuses", name, status, details)
@@ -559,12 +557,52 @@ class TrainingRun:
             result = results.get(rule)
             if result is None:
                 outcome[configuration_name] = ("Error", f"The local rule evaluator returned no result for {rule}.")
+            elif result.get("status") == "NotEvaluated":
+                # SageMaker's rule statuses have no NotEvaluated: a rule that could not judge is an Error there.
+                outcome[configuration_name] = ("Error", f"Not evaluated: {result.get('details') or ''}")
             elif result.get("status") not in RULE_STATUSES:
                 outcome[configuration_name] = ("Error", f"Unknown rule status {result.get('status')!r} for {rule}.")
             else:
                 outcome[configuration_name] = (str(result["status"]), str(result.get("details") or ""))
         self._write_rule_reports(s3, outcome)
         return outcome
+
+    def _profiler_rule_results(self, s3: Any, configurations: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+        names = [c["RuleConfigurationName"] for c in configurations]
+        profiler_dir = self.layout.output_data_dir / PROFILER_DATA_DIR
+        if not profiler_dir.is_dir():
+            details = f"No profiler data: the training script wrote nothing to {PROFILER_DATA_DIR}/ of its output."
+            return dict.fromkeys(names, ("Error", details))
+        interval_ms = (self.request.get("ProfilerConfig") or {}).get("ProfilingIntervalInMilliseconds", 500)
+        batch_size = decode_hyperparameters(self.request.get("HyperParameters") or {}).get("batch_size")
+        try:
+            results = self._run_rule_runner(
+                "profiler-results.json",
+                ["--profiler-dir", str(profiler_dir), "--interval-seconds", str(interval_ms / 1000)]
+                + (["--batch-size", str(int(batch_size))] if batch_size is not None else []),
+            )
+        except Exception as error:
+            return dict.fromkeys(
+                names, ("Error", f"Local profiler rule evaluation failed: {type(error).__name__}: {error}")
+            )
+        report = results.get("ProfilerReport") or {}
+        status, details = str(report.get("status")), str(report.get("details") or "")
+        if status not in ("NoIssuesFound", "IssuesFound"):
+            # SageMaker's rule statuses have no NotEvaluated: a ProfilerReport that judged nothing is an Error.
+            status, details = "Error", f"Not evaluated: {details}"
+        self._write_profiler_reports(s3, names, results)
+        return dict.fromkeys(names, (status, details))
+
+    def _write_profiler_reports(self, s3: Any, names: list[str], results: Mapping[str, Any]) -> None:
+        """One JSON per sub-rule, where SageMaker's ProfilerReport writes them."""
+        base = s3io.join_s3_uri(self.request["OutputDataConfig"]["S3OutputPath"], self.name, "rule-output")
+        for name in names:
+            for rule, result in results.items():
+                report = self.job_dir / "rule-output" / name / "profiler-output" / "profiler-reports" / f"{rule}.json"
+                report.parent.mkdir(parents=True, exist_ok=True)
+                report.write_text(json.dumps(result, default=str))
+                key = f"{name}/profiler-output/profiler-reports/{rule}.json"
+                s3io.upload_file(s3, report, s3io.join_s3_uri(base, key))
 
     def _write_rule_reports(self, s3: Any, outcome: Mapping[str, tuple[str, str]]) -> None:
         base = s3io.join_s3_uri(self.request["DebugHookConfig"]["S3OutputPath"], self.name, "rule-output")
@@ -575,17 +613,13 @@ class TrainingRun:
             s3io.upload_file(s3, report, s3io.join_s3_uri(base, name, "local-evaluation.json"))
 
     def _evaluate_in_subprocess(self, trial_dir: Path, rule_names: list[str]) -> Mapping[str, Mapping[str, str]]:
-        output = self.job_dir / "rule-results.json"
-        command = [
-            self.services.python,
-            str(RULE_RUNNER),
-            "--trial-dir",
-            str(trial_dir),
-            "--rules",
-            json.dumps(rule_names),
-            "--output",
-            str(output),
-        ]
+        return self._run_rule_runner(
+            "rule-results.json", ["--trial-dir", str(trial_dir), "--rules", json.dumps(rule_names)]
+        )
+
+    def _run_rule_runner(self, output_name: str, arguments: list[str]) -> dict[str, Any]:
+        output = self.job_dir / output_name
+        command = [self.services.python, str(RULE_RUNNER), *arguments, "--output", str(output)]
         for folder in (self.layout.code_dir, *self.services.fallback_code_dirs):
             command += ["--code-dir", str(folder)]
         completed = subprocess.run(
@@ -601,5 +635,5 @@ class TrainingRun:
         if completed.returncode != 0:
             tail = " | ".join(completed.stderr.strip().splitlines()[-3:])
             raise RuleEvaluationError(f"exit code {completed.returncode}: {tail}")
-        results: Mapping[str, Mapping[str, str]] = json.loads(output.read_text())
+        results: dict[str, Any] = json.loads(output.read_text())
         return results

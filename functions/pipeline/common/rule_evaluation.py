@@ -1,8 +1,9 @@
 """From rule evaluation statuses to a verdict on the trained model (pure; no AWS).
 
-The same logic judges SageMaker Debugger/Profiler statuses and the training code's own ``rule_report.json``.
-A rule that blocks the deployment when it finds issues also blocks it when it could not be evaluated; a
-non-blocking rule only ever produces warnings.
+The same logic judges SageMaker Debugger/Profiler statuses and the training code's own reports
+(``rule_report.json``, ``profiler_report.json``). A rule that blocks the deployment when it finds issues also blocks
+it when it could not be evaluated (Error, Stopped, NotEvaluated, or never reported); a non-blocking rule only ever
+produces warnings. No status but NoIssuesFound counts as a pass.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Any
 
 NO_ISSUES = "NoIssuesFound"
 ISSUES = "IssuesFound"
+# Our reports' status for a rule that had too little data, or nothing to judge (a GPU rule on a CPU-only job).
+NOT_EVALUATED = "NotEvaluated"
 NOT_REPORTED = "NotReported"
-TERMINAL_RULE_STATUSES = frozenset({NO_ISSUES, ISSUES, "Error", "Stopped"})
-EVALUATION_FAILED_STATUSES = frozenset({"Error", "Stopped", NOT_REPORTED})
+TERMINAL_RULE_STATUSES = frozenset({NO_ISSUES, ISSUES, NOT_EVALUATED, "Error", "Stopped"})
+EVALUATION_FAILED_STATUSES = frozenset({"Error", "Stopped", NOT_EVALUATED, NOT_REPORTED})
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,17 @@ def results_from_training_job(description: Mapping[str, Any]) -> dict[str, RuleR
 
 
 def results_from_report(report: Mapping[str, Any]) -> dict[str, RuleResult]:
-    """The training code's ``rule_report.json``: ``{"rules": {name: {"status", "details"}}}``."""
+    """A report of the training code (``rule_report.json``, ``profiler_report.json``):
+    ``{"rules": {name: {"status", "details", "recommendation"?}}}``; a recommendation follows the details."""
     rules: Mapping[str, Mapping[str, Any]] = report.get("rules", {})
     return {
-        name: RuleResult(name, str(entry.get("status", NOT_REPORTED)), str(entry.get("details", "")))
-        for name, entry in rules.items()
+        name: RuleResult(name, str(entry.get("status", NOT_REPORTED)), _details(entry)) for name, entry in rules.items()
     }
+
+
+def _details(entry: Mapping[str, Any]) -> str:
+    details, recommendation = str(entry.get("details") or ""), str(entry.get("recommendation") or "")
+    return f"{details}. Recommendation: {recommendation}" if recommendation else details
 
 
 def any_rule_running(results: Mapping[str, RuleResult], expected: Sequence[str]) -> bool:

@@ -207,7 +207,9 @@ def build_record(
         "hyperparameters": (state.get("best") or {}).get("hyperparameters")
         if isinstance(state.get("best"), dict)
         else None,
-        "rules": _pick(state.get("rules"), "passed", "rules", "warnings", "reports_uri", "evidence"),
+        "rules": _pick(
+            state.get("rules"), "passed", "rules", "details", "sagemaker_rules", "warnings", "reports_uri", "evidence"
+        ),
         "metrics": metrics,
         "test_accuracy": metrics.get(TEST_ACCURACY_METRIC),
         "gate": state.get("gate"),

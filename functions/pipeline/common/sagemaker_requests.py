@@ -10,6 +10,7 @@ decodes them before it passes them to the script as ``--name value``.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -35,15 +36,35 @@ TUNED_HYPERPARAMETERS = ("batch_size", "learning_rate")
 
 DEBUGGER_RULES = ("VanishingGradient", "LossNotDecreasing", "Overfit", "Overtraining", "PoorWeightInitialization")
 PROFILER_RULES = ("ProfilerReport",)
-HOOK_PARAMETERS = {"train.save_interval": "100", "eval.save_interval": "10"}
+# Weights and gradients are saved this many times over the job whatever its step count: every rule reading them
+# (VanishingGradient) sees the whole job, and S3 holds a bounded number of full tensors.
+TENSOR_SAVES_PER_JOB = 25
+# Losses are scalars, saved at every step in both modes: LossNotDecreasing compares windows of num_steps (10)
+# training steps at both ends of the job, Overfit and Overtraining read every validation loss.
+LOSS_COLLECTION: dict[str, Any] = {
+    "CollectionName": "losses",
+    "CollectionParameters": {"train.save_interval": "1", "eval.save_interval": "1"},
+}
 # relu_input is not a built-in smdebug collection: without the regex it would capture nothing, and
 # PoorWeightInitialization reads it (the SDK merges the same regex in from the rule's own config).
 HOOK_COLLECTIONS: list[dict[str, Any]] = [
     {"CollectionName": "weights"},
     {"CollectionName": "gradients"},
-    {"CollectionName": "losses"},
+    LOSS_COLLECTION,
     {"CollectionName": "relu_input", "CollectionParameters": {"include_regex": ".*relu_input"}},
 ]
+
+
+def training_steps(train_images: int, batch_size: int, epochs: int) -> int:
+    """Optimizer steps of a job: the training code's loop keeps the last, partial batch."""
+    return -(-train_images // max(1, batch_size)) * max(1, epochs)
+
+
+def hook_parameters(train_images: int, batch_size: int, epochs: int) -> dict[str, str]:
+    """HookParameters for the job's step count, instead of a fixed interval that saves 3 points of a short job
+    and thousands of a long one (the collections' own parameters, such as the losses', take precedence)."""
+    interval = max(1, training_steps(train_images, batch_size, epochs) // TENSOR_SAVES_PER_JOB)
+    return {"train.save_interval": str(interval), "eval.save_interval": str(interval)}
 
 
 def encode_hyperparameters(values: Mapping[str, object]) -> dict[str, str]:
@@ -267,11 +288,13 @@ def training_job_request(
         "Tags": _tags(dataset),
     }
     if settings.debugger_rules_enabled:
+        train_images = dataset.counts.get("train") or settings.expected_train
+        batch_size = int(decode_hyperparameter(str(tuned["batch_size"])))
         request["DebugHookConfig"] = {
             # SageMaker appends <job>/debug-output itself, as the SDK's default hook config relies on.
             "S3OutputPath": output_uri,
-            "HookParameters": dict(HOOK_PARAMETERS),
-            "CollectionConfigurations": [dict(collection) for collection in HOOK_COLLECTIONS],
+            "HookParameters": hook_parameters(train_images, batch_size, settings.training_epochs),
+            "CollectionConfigurations": [copy.deepcopy(collection) for collection in HOOK_COLLECTIONS],
         }
         request["DebugRuleConfigurations"] = rule_configurations(DEBUGGER_RULES, settings.rule_image_uri)
     if settings.profiler_rules_enabled:

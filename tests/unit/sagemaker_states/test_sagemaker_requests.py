@@ -27,11 +27,15 @@ from pipeline.common.config import Settings
 from pipeline.common.metric_definitions import METRIC_DEFINITIONS
 from pipeline.common.request_validation import operation_model, request_problems
 from pipeline.common.sagemaker_requests import (
+    BATCH_SIZES,
+    TENSOR_SAVES_PER_JOB,
     decode_hyperparameter,
     enabled_rules,
     endpoint_config_request,
+    hook_parameters,
     model_request,
     training_job_request,
+    training_steps,
     tuning_job_request,
 )
 from pipeline.common.state_models import BestJob, Dataset
@@ -44,6 +48,12 @@ BEST = BestJob.model_validate(
         "hyperparameters": {"batch_size": 64, "learning_rate": 0.0123},
     }
 )
+
+
+@pytest.fixture
+def with_rule_containers(settings: Settings) -> Settings:
+    """An account that still has SageMaker Debugger and Profiler, with both turned on."""
+    return dataclasses.replace(settings, debugger_rules_enabled=True, profiler_rules_enabled=True)
 
 
 def _sdk_session() -> Session:
@@ -125,7 +135,8 @@ def test_training_hyperparameters_match_the_sdk_estimator(settings: Settings, da
     _assert_valid("create_training_job", ours)
 
 
-def test_rule_configurations_are_what_the_sdk_rules_send(settings: Settings, dataset: Dataset) -> None:
+def test_rule_configurations_are_what_the_sdk_rules_send(with_rule_containers: Settings, dataset: Dataset) -> None:
+    settings = with_rule_containers
     sdk_rules = [
         Rule.sagemaker(rule_configs.vanishing_gradient()),
         Rule.sagemaker(rule_configs.loss_not_decreasing()),
@@ -157,25 +168,41 @@ def test_rule_configurations_are_what_the_sdk_rules_send(settings: Settings, dat
             assert hook_collections[needed.name].get("include_regex") == regex
 
 
-def test_hook_config_matches_the_sdk_encoding(settings: Settings, dataset: Dataset) -> None:
-    ours = training_job_request(settings, dataset, BEST, "train-1", CODE_URI, "us-east-1")["DebugHookConfig"]
+def test_hook_config_matches_the_sdk_encoding(with_rule_containers: Settings, dataset: Dataset) -> None:
+    ours = training_job_request(with_rule_containers, dataset, BEST, "train-1", CODE_URI, "us-east-1")
+    # 6,680 training images at batch 64 for 10 epochs: 1,050 steps, weights and gradients every 42nd.
+    assert dataset.counts["train"] == 6680 and with_rule_containers.training_epochs == 10
     sdk = DebuggerHookConfig(
         s3_output_path="s3://dog-data/jobs/251125-015343-3f9a1c/",
-        hook_parameters={"train.save_interval": "100", "eval.save_interval": "10"},
+        hook_parameters={"train.save_interval": "42", "eval.save_interval": "42"},
         collection_configs=[
             CollectionConfig("weights"),
             CollectionConfig("gradients"),
-            CollectionConfig("losses"),
+            CollectionConfig("losses", parameters={"train.save_interval": "1", "eval.save_interval": "1"}),
             CollectionConfig("relu_input", parameters={"include_regex": ".*relu_input"}),
         ],
     )._to_request_dict()
 
-    assert ours == sdk
+    assert ours["DebugHookConfig"] == sdk
+    _assert_valid("create_training_job", ours)
 
 
-def test_profiler_off_disables_it_and_sends_no_profiler_rule(settings: Settings, dataset: Dataset) -> None:
+@pytest.mark.parametrize("train_images", [60, 6680, 50_000])
+@pytest.mark.parametrize("epochs", [1, 10, 40])
+def test_hook_saves_enough_steps_for_the_rules_at_every_searched_batch_size(train_images: int, epochs: int) -> None:
+    for batch_size in BATCH_SIZES:
+        steps = training_steps(train_images, batch_size, epochs)
+        interval = int(hook_parameters(train_images, batch_size, epochs)["train.save_interval"])
+        saves = len(range(0, steps, interval))
+        # VanishingGradient sees the whole job: about TENSOR_SAVES_PER_JOB saves, all of them when the job is short
+        assert saves >= min(steps, TENSOR_SAVES_PER_JOB), (batch_size, steps, interval)
+        assert saves < 2 * TENSOR_SAVES_PER_JOB
+        assert steps - interval * (saves - 1) <= interval  # the last save lies in the last interval: the end is seen
+
+
+def test_profiler_off_disables_it_and_sends_no_profiler_rule(with_rule_containers: Settings, dataset: Dataset) -> None:
     # The SDK notes that a ProfilerRule next to DisableProfiler is an invalid request shape.
-    settings = dataclasses.replace(settings, profiler_rules_enabled=False)
+    settings = dataclasses.replace(with_rule_containers, profiler_rules_enabled=False)
 
     ours = training_job_request(settings, dataset, BEST, "train-1", CODE_URI, "us-east-1")
 
@@ -192,8 +219,8 @@ def test_profiler_off_disables_it_and_sends_no_profiler_rule(settings: Settings,
     _assert_valid("create_training_job", ours)
 
 
-def test_debugger_off_sends_no_hook_and_no_debugger_rule(settings: Settings, dataset: Dataset) -> None:
-    settings = dataclasses.replace(settings, debugger_rules_enabled=False)
+def test_debugger_off_sends_no_hook_and_no_debugger_rule(with_rule_containers: Settings, dataset: Dataset) -> None:
+    settings = dataclasses.replace(with_rule_containers, debugger_rules_enabled=False)
 
     ours = training_job_request(settings, dataset, BEST, "train-1", CODE_URI, "us-east-1")
 
@@ -227,3 +254,16 @@ def test_model_and_endpoint_config_requests_are_valid(settings: Settings, datase
 @pytest.mark.parametrize(("wire", "value"), [('"64"', "64"), ("64", 64), ("0.0123", 0.0123), ("resnet", "resnet")])
 def test_tuned_values_decode_from_either_encoding(wire: str, value: object) -> None:
     assert decode_hyperparameter(wire) == value
+
+
+def test_defaults_ask_for_no_sagemaker_rule_container(settings: Settings, dataset: Dataset) -> None:
+    # GIVEN the template's defaults (an account opened after Debugger closed to new customers)
+    assert not settings.debugger_rules_enabled and not settings.profiler_rules_enabled
+
+    ours = training_job_request(settings, dataset, BEST, "train-1", CODE_URI, "us-east-1")
+
+    # THEN the job asks for nothing Debugger or Profiler runs: the training code profiles and checks itself
+    assert "DebugHookConfig" not in ours and "DebugRuleConfigurations" not in ours
+    assert ours["ProfilerConfig"] == {"DisableProfiler": True} and "ProfilerRuleConfigurations" not in ours
+    assert enabled_rules(settings) == []
+    _assert_valid("create_training_job", ours)

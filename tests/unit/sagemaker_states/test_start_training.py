@@ -1,4 +1,5 @@
-"""StartTraining: the training job request with Debugger hook, rules and profiler, exactly."""
+"""StartTraining: the training job request, exactly: by default no SageMaker rule container (the training code
+profiles and checks itself); on accounts that have them, Debugger hook, rules and profiler."""
 
 from __future__ import annotations
 
@@ -78,11 +79,15 @@ def _expected_request(code_uri: str) -> dict[str, Any]:
         ],
         "DebugHookConfig": {
             "S3OutputPath": OUTPUT,
-            "HookParameters": {"train.save_interval": "100", "eval.save_interval": "10"},
+            # 1,050 steps (6,680 images, batch 64, 10 epochs): weights and gradients 25 times, losses every step
+            "HookParameters": {"train.save_interval": "42", "eval.save_interval": "42"},
             "CollectionConfigurations": [
                 {"CollectionName": "weights"},
                 {"CollectionName": "gradients"},
-                {"CollectionName": "losses"},
+                {
+                    "CollectionName": "losses",
+                    "CollectionParameters": {"train.save_interval": "1", "eval.save_interval": "1"},
+                },
                 {"CollectionName": "relu_input", "CollectionParameters": {"include_regex": ".*relu_input"}},
             ],
         },
@@ -92,12 +97,24 @@ def _expected_request(code_uri: str) -> dict[str, Any]:
     }
 
 
+@pytest.fixture
+def rule_containers_on(monkeypatch: pytest.MonkeyPatch, pipeline_env: Path) -> None:
+    """An account that still has SageMaker Debugger and Profiler, with both turned on."""
+    monkeypatch.setenv("DEBUGGER_RULES_ENABLED", "true")
+    monkeypatch.setenv("PROFILER_RULES_ENABLED", "true")
+
+
 def _best() -> BestJob:
     return BestJob.model_validate(load_event("start_training_best_trial")["best"])
 
 
 def test_request_is_exactly_the_agreed_training_job(
-    aws: None, settings: Settings, dataset: Dataset, pipeline_env: Path, stubbed: tuple[SageMakerGateway, Stubber]
+    aws: None,
+    rule_containers_on: None,
+    settings: Settings,
+    dataset: Dataset,
+    pipeline_env: Path,
+    stubbed: tuple[SageMakerGateway, Stubber],
 ) -> None:
     gateway, stubber = stubbed
     code_uri = f"s3://{BUCKET}/{build_bundle(pipeline_env).key('code/')}"
@@ -121,23 +138,18 @@ def test_request_is_exactly_the_agreed_training_job(
 
 
 def test_handler_creates_the_job_in_moto_with_hook_and_rules(
-    aws: None, pipeline_env: Path, lambda_context: Any
+    aws: None, rule_containers_on: None, lambda_context: Any
 ) -> None:
     result = start_training.lambda_handler(load_event("start_training_best_trial"), lambda_context)
 
     job = boto3.client("sagemaker", region_name=REGION).describe_training_job(TrainingJobName=JOB)
     assert job["HyperParameters"]["batch_size"] == "64"
     assert [rule["RuleConfigurationName"] for rule in job["DebugRuleConfigurations"]] == DEBUGGER_RULES
-    assert job["DebugHookConfig"]["HookParameters"] == {"train.save_interval": "100", "eval.save_interval": "10"}
+    assert job["DebugHookConfig"]["HookParameters"] == {"train.save_interval": "42", "eval.save_interval": "42"}
     assert result["rules"] == [*DEBUGGER_RULES, "ProfilerReport"]
 
 
-def test_with_debugger_and_profiler_off_no_rule_runs(
-    aws: None, monkeypatch: pytest.MonkeyPatch, pipeline_env: Path, lambda_context: Any
-) -> None:
-    monkeypatch.setenv("DEBUGGER_RULES_ENABLED", "false")
-    monkeypatch.setenv("PROFILER_RULES_ENABLED", "false")
-
+def test_by_default_no_sagemaker_rule_container_runs(aws: None, pipeline_env: Path, lambda_context: Any) -> None:
     result = start_training.lambda_handler(load_event("start_training_best_trial"), lambda_context)
 
     job = boto3.client("sagemaker", region_name=REGION).describe_training_job(TrainingJobName=JOB)
