@@ -16,11 +16,10 @@ lacks itself, with real lifecycles.
 from offline.local_sagemaker.endpoints import InvocationResult
 from offline.local_sagemaker.executor import EndpointInvocationError, LocalSageMaker
 from offline.local_sagemaker.progress import LogCallback, ProgressCallback, ProgressEvent
-from offline.local_sagemaker.training import PROFILER_REPORT_NOTE, RuleEvaluator
+from offline.local_sagemaker.training import RuleEvaluator
 from offline.local_sagemaker.tuning import sample_hyperparameters
 
 __all__ = [
-    "PROFILER_REPORT_NOTE",
     "EndpointInvocationError",
     "InvocationResult",
     "LocalSageMaker",

@@ -58,6 +58,8 @@ TEMPLATE_PARAMETERS = {
     "BakeTimeSeconds": "0",
     "MaxPolls": "2000",
 }
+# An account that still has SageMaker Debugger and Profiler, with their rule containers on (off by default).
+WITH_RULE_CONTAINERS = TEMPLATE_PARAMETERS | {"DebuggerRules": "true", "ProfilerRules": "true"}
 
 # The flow of a successful run, each state once (poll loops collapsed).
 HAPPY_PATH = [
@@ -154,15 +156,21 @@ TRAIN_SCRIPT = """
     (model_dir / "model.json").write_text(json.dumps(model))
     (model_dir / "code").mkdir(exist_ok=True)
     shutil.copy(here / "inference.py", model_dir / "code" / "inference.py")
-    rules = ("VanishingGradient", "LossNotDecreasing", "Overfit", "Overtraining", "PoorWeightInitialization")
     issues = behaviour["report_issues"]
-    report = {
-        "rules": {
-            rule: {"status": "IssuesFound", "details": issues[rule]} if rule in issues else {"status": "NoIssuesFound"}
-            for rule in rules
-        }
+    reports = {
+        "rule_report.json": ("VanishingGradient", "LossNotDecreasing", "Overfit", "Overtraining",
+                             "PoorWeightInitialization"),
+        "profiler_report.json": ("ProfilerReport", "Dataloader", "BatchSize", "LowGPUUtilization"),
     }
-    (pathlib.Path(os.environ["SM_OUTPUT_DATA_DIR"]) / "rule_report.json").write_text(json.dumps(report))
+    for report_name, rules in reports.items():
+        report = {
+            "rules": {
+                rule: {"status": "IssuesFound", "details": issues[rule]} if rule in issues
+                else {"status": "NoIssuesFound", "details": "judged"}
+                for rule in rules
+            }
+        }
+        (pathlib.Path(os.environ["SM_OUTPUT_DATA_DIR"]) / report_name).write_text(json.dumps(report))
     hook_config = os.environ.get("SMDEBUG_CONFIG_FILE_PATH")
     if hook_config:  # something for the rule jobs to read, where smdebug's hook would leave its tensors
         tensors = pathlib.Path(json.loads(pathlib.Path(hook_config).read_text())["LocalPath"])
@@ -198,8 +206,8 @@ class FakeTrainingCode:
     valid_accuracy). ``training``: "succeed", "fail" or "hang" (a minute after its first epoch, unless stopped).
     ``model``: "healthy" or "broken" (the model loads, but
     every prediction raises, so a new fleet fails its health check). ``report_issues``: rule name → details that
-    train_model.py reports as IssuesFound in its own ``rule_report.json`` (the gate's evidence when Debugger is
-    off); every other rule is reported NoIssuesFound. Each run's StartTuning bundles the folder
+    train_model.py reports as IssuesFound in its own ``rule_report.json`` or ``profiler_report.json`` (the gate's
+    evidence on every account); every other rule is reported NoIssuesFound. Each run's StartTuning bundles the folder
     again (a new content hash), so changing the behaviour between two runs takes effect.
     """
 
