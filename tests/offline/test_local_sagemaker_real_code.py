@@ -22,8 +22,8 @@ from pipeline.common.metric_definitions import METRIC_DEFINITIONS
 from pipeline.common.sagemaker_requests import (
     DEBUGGER_RULES,
     HOOK_COLLECTIONS,
-    HOOK_PARAMETERS,
     PROFILER_RULES,
+    hook_parameters,
     rule_configurations,
 )
 from pipeline.common.training_code_bundle import build_bundle
@@ -56,7 +56,7 @@ TINY_TRAINING = """
     optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
     inputs = torch.randn(96, 12)
     labels = (inputs[:, 0] > 0).long()
-    for epoch in range(1, 4):
+    for epoch in range(1, 8):  # more epochs than Overtraining's patience_train (5): every rule can judge
         hook.set_mode("train")
         for start in range(0, 64, 16):
             optimizer.zero_grad()
@@ -170,7 +170,7 @@ def test_real_tiny_training_job_then_its_model_served_by_a_local_endpoint(tmp_pa
             StoppingCondition={"MaxRuntimeInSeconds": 600},
             DebugHookConfig={
                 "S3OutputPath": f"s3://{BUCKET}/jobs",
-                "HookParameters": dict(HOOK_PARAMETERS),
+                "HookParameters": hook_parameters(train_images=8, batch_size=4, epochs=1),
                 "CollectionConfigurations": [dict(c) for c in HOOK_COLLECTIONS],
             },
             DebugRuleConfigurations=rule_configurations(DEBUGGER_RULES, "rules-image"),
@@ -179,6 +179,15 @@ def test_real_tiny_training_job_then_its_model_served_by_a_local_endpoint(tmp_pa
         )
         local.wait_idle(600)
         job = sm.describe_training_job(TrainingJobName="train-real-tiny")
+        # (ProfilerReport judged the samples the training code's own profiler recorded, sub-rule by sub-rule)
+        (profiler_report,) = job["ProfilerRuleEvaluationStatuses"]
+        assert "MaxInitializationTime" in profiler_report["StatusDetails"], profiler_report
+        sub_rule = "jobs/train-real-tiny/rule-output/ProfilerReport/profiler-output/profiler-reports/Dataloader.json"
+        assert json.loads(s3.get_object(Bucket=BUCKET, Key=sub_rule)["Body"].read())["status"] in {
+            "NoIssuesFound",
+            "IssuesFound",
+            "NotEvaluated",
+        }
         # THEN it completed with the metrics the tuner and the audit read, and every rule reached a verdict
         assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
         metrics = {m["MetricName"] for m in job["FinalMetricDataList"]}
