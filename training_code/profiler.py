@@ -176,6 +176,7 @@ class Profiler:
     # --- framework records ------------------------------------------------------------------------------------
 
     def step(self, phase: str, epoch: int, step: int, start_time: float, data_seconds: float, compute_seconds: float):
+        start_time = round(start_time, 6)
         if phase == "train" and self.first_training_step is None:
             self.first_training_step = start_time
             self._framework.append(
@@ -188,7 +189,7 @@ class Profiler:
                 "Phase": phase,
                 "Epoch": epoch,
                 "Step": step,
-                "StartTime": round(start_time, 6),
+                "StartTime": start_time,
                 "DataSeconds": round(data_seconds, 6),
                 "ComputeSeconds": round(compute_seconds, 6),
                 "NodeId": self.node,

@@ -6,9 +6,11 @@ import base64
 import contextlib
 import io
 import json
+import os
 import re
 import runpy
 import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import dog_data
 import dog_model
 import inference
+import profiler_rules
 import pytest
 import torch
 import training_job
@@ -29,7 +32,7 @@ from pipeline.common.metric_definitions import METRIC_DEFINITIONS
 
 TRAINING_CODE = Path(training_job.__file__).parent
 RULE_NAMES = {"VanishingGradient", "LossNotDecreasing", "Overfit", "Overtraining", "PoorWeightInitialization"}
-RULE_STATUSES = {"NoIssuesFound", "IssuesFound", "Error"}
+RULE_STATUSES = {"NoIssuesFound", "IssuesFound", "NotEvaluated", "Error"}
 
 
 def run_script(script: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
@@ -165,6 +168,93 @@ def test_train_model_evaluates_rules_on_its_own_local_trial(train_model_run: dic
     assert 0 <= timing["train_data_fraction"] < 1
 
 
+def test_train_model_profiles_itself_and_judges_the_profile(train_model_run: dict[str, Any]) -> None:
+    output = train_model_run["output_dir"]
+    report = read_json(output / "profiler_report.json")
+    rules = report["rules"]
+
+    # THEN every profiler rule reached a verdict, and none passed without judging
+    assert set(rules) == {*profiler_rules.RULE_NAMES, "ProfilerReport"}
+    for name in ("LowGPUUtilization", "GPUMemoryIncrease", "LoadBalancing", "CPUBottleneck"):
+        assert rules[name]["status"] == "NotEvaluated" and "GPU" in rules[name]["details"], rules[name]
+    assert rules["MaxInitializationTime"]["status"] == "NoIssuesFound"
+    # (6 training steps are fewer than Dataloader's patience: too little data is said, never passed)
+    assert rules["Dataloader"] | {"figures": {}} == {
+        "status": "NotEvaluated",
+        "details": "6 training steps, needs at least 10 (patience)",
+        "recommendation": "",
+        "figures": {},
+        "parameters": {"threshold": 20, "patience": 10},
+    }
+    assert report["context"]["gpu_note"] == "no GPU on this machine: GPU metrics not recorded"
+    # AND the loop recorded every step: 48 training images at batch 16 for 2 epochs, one validation batch each
+    framework = profiler_rules.load_records(output / "profiler" / "framework-metrics.jsonl")
+    steps = [record for record in framework if record["Type"] == "step"]
+    assert [(r["Epoch"], r["Step"]) for r in steps if r["Phase"] == "train"] == [
+        (1, 0),
+        (1, 1),
+        (1, 2),
+        (2, 3),
+        (2, 4),
+        (2, 5),
+    ]
+    assert [r["Epoch"] for r in steps if r["Phase"] == "eval"] == [1, 2]
+    assert all(r["DataSeconds"] >= 0 and r["ComputeSeconds"] > 0 for r in steps)
+    (initialization,) = [record for record in framework if record["Type"] == "initialization"]
+    assert initialization["StartTime"] < initialization["EndTime"] == steps[0]["StartTime"]
+    # AND the system samples are SageMaker's format, one per core
+    system = profiler_rules.load_records(output / "profiler" / "system-metrics.jsonl")
+    assert report["samples"] >= 1 and len(system) >= report["samples"]
+    assert {r["Name"] for r in system if r["Dimension"] == "CPUUtilization"} == {
+        f"cpu{core}" for core in range(os.cpu_count() or 1)
+    }
+    assert {"Type", "Name", "Dimension", "Value", "NodeId", "Timestamp"} == set(system[0])
+
+
+def _hpo_with_delayed_batches(
+    paths: SageMakerPaths, monkeypatch: pytest.MonkeyPatch, delay_seconds: float
+) -> dict[str, Any]:
+    """hpo.py for 4 epochs (12 steps) on the streamed path, each batch ``delay_seconds`` late."""
+    streamed = dog_data.image_batches
+
+    def late_batches(*args: Any, **kwargs: Any) -> Any:
+        for batch in streamed(*args, **kwargs):
+            time.sleep(delay_seconds)
+            yield batch
+
+    with monkeypatch.context() as patch:
+        patch.setattr(dog_data, "image_batches", late_batches)
+        run_script("hpo.py", ["--epochs", "4", "--trainable", "all", *FAST_ARGS], patch)
+    return read_json(paths.output_data_dir / "profiler_report.json")["rules"]
+
+
+def test_a_slow_data_path_is_found_by_the_dataloader_rule_and_a_healthy_one_is_not(
+    sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the same job twice on the same data: as it is, and with every batch arriving 0.1 s late
+    healthy = _hpo_with_delayed_batches(sagemaker_env, monkeypatch, 0.0)
+    slow = _hpo_with_delayed_batches(sagemaker_env, monkeypatch, 0.1)
+
+    # THEN only the slow one is a Dataloader finding, with the share and a recommendation, and ProfilerReport says so
+    assert healthy["Dataloader"]["status"] == "NoIssuesFound", healthy["Dataloader"]
+    assert slow["Dataloader"]["status"] == "IssuesFound", slow["Dataloader"]
+    # (the 12 injected delays are all in the measured wait)
+    assert slow["Dataloader"]["figures"]["data_wait_seconds"] >= 12 * 0.1
+    assert (
+        slow["Dataloader"]["figures"]["data_wait_percent"] > 2 * healthy["Dataloader"]["figures"]["data_wait_percent"]
+    )
+    assert slow["Dataloader"]["recommendation"]
+    assert slow["ProfilerReport"]["status"] == "IssuesFound" and "Dataloader" in slow["ProfilerReport"]["details"]
+
+
+def test_profiler_rule_parameters_are_checked_before_training(
+    sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ValueError, match="CPUBottleneck"):
+        run_script("hpo.py", ["--profiler_rule_parameters", '{"CPUBottleneck_treshold": 30}', *FAST_ARGS], monkeypatch)
+    assert not (sagemaker_env.model_dir / "model.pth").exists()
+
+
 def test_one_epoch_without_a_hook_under_the_sagemaker_env(
     sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -281,7 +371,9 @@ def test_frozen_backbone_trains_only_the_head(
     # GIVEN initial weights from a file (standing in for ImageNet weights) and trainable=fc
     initial = dog_model.build_model(1000).state_dict()
     torch.save(initial, tmp_path / "initial.pth")
-    args = ["--epochs", "2", *FAST_ARGS, "--weights", str(tmp_path / "initial.pth"), "--trainable", "fc"]
+    # (24 training steps: more than LossNotDecreasing's num_steps at both ends, so both blocking rules can judge)
+    args = [*FAST_ARGS, "--epochs", "4", "--batch_size", "8", "--learning_rate", "0.05"]
+    args += ["--weights", str(tmp_path / "initial.pth"), "--trainable", "fc"]
 
     # WHEN hpo.py trains
     run_script("hpo.py", args, monkeypatch)
@@ -301,7 +393,9 @@ def test_head_only_training_passes_the_default_rule_gate(
 ) -> None:
     # GIVEN the default job on AWS: pretrained weights, so only the head trains, on cached features
     torch.save(dog_model.build_model(1000).state_dict(), tmp_path / "initial.pth")
-    args = ["--epochs", "2", *FAST_ARGS, "--weights", str(tmp_path / "initial.pth"), "--trainable", "fc"]
+    # (24 training steps: more than LossNotDecreasing's num_steps at both ends, so both blocking rules can judge)
+    args = [*FAST_ARGS, "--epochs", "4", "--batch_size", "8", "--learning_rate", "0.05"]
+    args += ["--weights", str(tmp_path / "initial.pth"), "--trainable", "fc"]
 
     # WHEN train_model.py runs and judges its own trial, and CheckRules reads the report with the default settings
     run_script("train_model.py", args, monkeypatch)
@@ -315,7 +409,7 @@ def test_head_only_training_passes_the_default_rule_gate(
     # initialization rule, with no ReLU in the trained network, says why it could not judge
     assert verdict.passed, verdict
     poor_init = report["rules"]["PoorWeightInitialization"]
-    assert poor_init["status"] == "Error" and "only the classifier head" in poor_init["details"]
+    assert poor_init["status"] == "NotEvaluated" and "only the classifier head" in poor_init["details"]
 
 
 def test_progressive_resize_trains_at_the_scheduled_sizes_and_ends_at_the_final_size(
