@@ -3,25 +3,28 @@
 Target (the issue's): the profiler costs under 2% of training step time.
 
 Each job is ``training_code/train_model.py`` in a fresh process (``--debug_hook false --int8_check false``, so the
-profiler is the only difference) on a synthetic dataset generated once. Jobs alternate off, on, off, on, ... for
-``--pairs`` pairs, so that drift and load from other processes hit both alike, on both training paths:
+profiler is the only difference) on a synthetic dataset generated once, on both training paths:
 
 - streamed (``--trainable all``): the whole ResNet trains on decoded images, tens of milliseconds per step;
 - cached-features head (``--trainable fc``): the fc layer trains on cached backbone features, well under a
   millisecond per step, the worst case for the per-step bookkeeping (``Profiler.step`` through ``_StepRecorder``).
 
+Per path the jobs alternate off, on, off, on, ..., off: ``--pairs`` profiled jobs, each between two unprofiled ones.
+Each profiled job is compared with the mean of the two unprofiled jobs around it, which cancels a steady drift of
+the machine's speed (load from other processes rising or falling) instead of charging it to the profiler; the
+overhead is the median of those per-pair ratios.
+
 Step time is the job's own training time per step: the sum over epochs of data_seconds + compute_seconds (the
 per-epoch figures the job prints, read at full precision from the ``epochs`` of its metrics.json, as the printed
 line rounds to 0.01 s) divided by ceil(train_images / batch_size) x epochs; process start-up, decoding, the feature
-pass and evaluation are not in it. The overhead is the median over pairs of (on / off - 1), each pair measured
-back to back. The profiler's own sampling time (``sampling_seconds`` in profiler_report.json) is shown as a share of
-the job's wall time. The benchmark reports; it exits 0 whether the target is met or not.
+pass and evaluation are not in it. The profiler's own sampling time (``sampling_seconds`` in profiler_report.json)
+is shown as a share of the job's wall time. The benchmark reports; it exits 0 whether the target is met or not.
 
     .venv/bin/python benchmarks/profiler_overhead.py            # about 3-4 minutes on 2 CPU cores
     .venv/bin/python benchmarks/profiler_overhead.py --quick    # smaller, for a smoke run
 
 The jobs run with one torch thread by default (``--threads 1``): on the 2-core machine two OpenMP threads made
-the same streamed epoch 2-4x slower from one job to the next (idle machine, measured), which drowns a 2% effect.
+the same streamed epoch 2-4x slower from one job to the next (measured here), which drowns a 2% effect.
 The per-step bookkeeping runs on the training thread whatever the thread count; the sampling thread's own time is
 the share reported beside it. ``--threads 0`` runs the jobs' default (all cores). One untimed job per path warms
 the page cache first. On a machine shared with other busy processes the per-pair ratios still swing; more
@@ -122,40 +125,44 @@ def run_job(path: TrainingPath, profiler: bool, data_zip: Path, scratch: Path, a
     return job
 
 
-def report_path(path: TrainingPath, pairs: list[tuple[Job, Job]]) -> tuple[float, bool]:
-    steps = pairs[0][0].steps
+def report_path(path: TrainingPath, off_jobs: list[Job], on_jobs: list[Job]) -> tuple[float, bool]:
+    steps = on_jobs[0].steps
     print(
         f"\n{path.name} (--trainable {path.trainable}, {path.image_size}px, batch {path.batch_size}, "
         f"{path.epochs} epochs = {steps} steps per job)"
     )
-    print(f"  {'pair':>4} {'off ms/step':>12} {'on ms/step':>11} {'on/off':>8} {'off wall s':>11} {'on wall s':>10}")
+    print(f"  {'pair':>4} {'off before':>11} {'on ms/step':>11} {'off after':>10} {'on/off':>8} {'on wall s':>10}")
     ratios = []
-    for number, (off, on) in enumerate(pairs, 1):
-        ratios.append(on.step_seconds / off.step_seconds)
+    for number, on in enumerate(on_jobs):
+        before, after = off_jobs[number], off_jobs[number + 1]
+        ratios.append(on.step_seconds / ((before.step_seconds + after.step_seconds) / 2))
         print(
-            f"  {number:>4} {off.step_seconds * 1e3:12.3f} {on.step_seconds * 1e3:11.3f} {ratios[-1]:8.4f} "
-            f"{off.wall_seconds:11.1f} {on.wall_seconds:10.1f}"
+            f"  {number + 1:>4} {before.step_seconds * 1e3:11.3f} {on.step_seconds * 1e3:11.3f} "
+            f"{after.step_seconds * 1e3:10.3f} {ratios[-1]:8.4f} {on.wall_seconds:10.1f}"
         )
-    off_median = statistics.median(off.step_seconds for off, _ in pairs)
-    on_median = statistics.median(on.step_seconds for _, on in pairs)
+    off_median = statistics.median(job.step_seconds for job in off_jobs)
+    on_median = statistics.median(job.step_seconds for job in on_jobs)
+    best_off, best_on = min(job.step_seconds for job in off_jobs), min(job.step_seconds for job in on_jobs)
     overhead = (statistics.median(ratios) - 1) * 100
-    best_off, best_on = min(o.step_seconds for o, _ in pairs), min(o.step_seconds for _, o in pairs)
     print(
-        f"  median step time: off {off_median * 1e3:.3f} ms, on {on_median * 1e3:.3f} ms "
-        f"(best run: off {best_off * 1e3:.3f} ms, on {best_on * 1e3:.3f} ms)"
+        f"  median step time: off {off_median * 1e3:.3f} ms ({len(off_jobs)} jobs), on {on_median * 1e3:.3f} ms "
+        f"({len(on_jobs)} jobs); best job: off {best_off * 1e3:.3f} ms, on {best_on * 1e3:.3f} ms"
     )
     print(
         f"  overhead: {overhead:+.2f}% of step time (median of per-pair ratios; pairs range "
         f"{(min(ratios) - 1) * 100:+.2f}% .. {(max(ratios) - 1) * 100:+.2f}%; best on / best off "
         f"{(best_on / best_off - 1) * 100:+.2f}%)"
     )
-    profiled = [on for _, on in pairs]
-    shares = [100 * (on.sampling_seconds or 0.0) / (on.job_seconds or on.wall_seconds) for on in profiled]
+    shares = [100 * (job.sampling_seconds or 0.0) / (job.job_seconds or job.wall_seconds) for job in on_jobs]
     print(
-        f"  profiler sampling: {statistics.median(on.samples or 0 for on in profiled):.0f} system samples per job "
-        f"(median), {statistics.median(on.sampling_seconds or 0.0 for on in profiled) * 1e3:.1f} ms of sampling "
+        f"  profiler sampling: {statistics.median(job.samples or 0 for job in on_jobs):.0f} system samples per job "
+        f"(median), {statistics.median(job.sampling_seconds or 0.0 for job in on_jobs) * 1e3:.1f} ms of sampling "
         f"= {statistics.median(shares):.3f}% of the job's wall time "
-        f"({statistics.median(on.job_seconds or on.wall_seconds for on in profiled):.1f} s)"
+        f"({statistics.median(job.job_seconds or job.wall_seconds for job in on_jobs):.1f} s)"
+    )
+    print(
+        f"  job wall time incl. start-up (median): off {statistics.median(job.wall_seconds for job in off_jobs):.1f} "
+        f"s, on {statistics.median(job.wall_seconds for job in on_jobs):.1f} s"
     )
     passed = overhead < TARGET_PERCENT
     print(f"  verdict: {'PASS' if passed else 'FAIL'} ({overhead:+.2f}% vs target < {TARGET_PERCENT:.0f}%)")
@@ -164,7 +171,7 @@ def report_path(path: TrainingPath, pairs: list[tuple[Job, Job]]) -> tuple[float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, default=5, help="off/on job pairs per training path")
+    parser.add_argument("--pairs", type=int, default=5, help="profiled jobs per path, each between two unprofiled ones")
     parser.add_argument("--classes", type=int, default=8)
     parser.add_argument("--train-images", type=int, default=320)
     parser.add_argument("--streamed-epochs", type=int, default=2)
@@ -192,9 +199,12 @@ def main() -> None:
     print(cpu_line())
     print(
         f"python {sys.version.split()[0]}; jobs: train_model.py, precision {args.precision}, "
-        f"num_threads {args.threads or 'default'}, profiler interval {args.interval_ms} ms; {args.pairs} off/on pairs "
-        f"per path; load average at start {os.getloadavg()[0]:.2f} (other processes skew both alike)"
+        f"num_threads {args.threads or 'default'}, profiler interval {args.interval_ms} ms; {args.pairs} profiled jobs "
+        f"per path, each between two unprofiled ones"
     )
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    print(f"load average at start {load:.2f} on {cores} cores", end="")
+    print(" (busy: other processes compete with the jobs, so the per-pair ratios swing)" if load > cores / 2 else "")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="profiler-overhead-") as folder:
         scratch = Path(folder)
@@ -202,16 +212,16 @@ def main() -> None:
         data_zip = write_dataset_zip(scratch / "dogImages.zip", num_classes=args.classes, counts=counts,
                                      image_size=64, seed=0)  # fmt: skip
         print(f"data: {counts[0]} train / {counts[1]} valid / {counts[2]} test synthetic JPEGs, {args.classes} classes")
-        for path in chosen:  # untimed: the first job after a while pays for cold page cache and libraries
-            warm = run_job(path, False, data_zip, scratch, args)
+        runs: dict[str, tuple[list[Job], list[Job]]] = {}
+        for path in chosen:
+            warm = run_job(path, False, data_zip, scratch, args)  # untimed: cold page cache, first-run costs
             print(f"warm-up {path.name}: {warm.step_seconds * 1e3:.3f} ms/step, {warm.wall_seconds:.1f} s wall")
-        results: dict[str, list[tuple[Job, Job]]] = {path.name: [] for path in chosen}
-        for _ in range(args.pairs):
-            for path in chosen:  # paths interleaved too, so each one's pairs spread over the whole run
-                off = run_job(path, False, data_zip, scratch, args)
-                on = run_job(path, True, data_zip, scratch, args)
-                results[path.name].append((off, on))
-    verdicts = {path.name: report_path(path, results[path.name]) for path in chosen}
+            off_jobs, on_jobs = [run_job(path, False, data_zip, scratch, args)], []
+            for _ in range(args.pairs):  # off, on, off, on, ..., off
+                on_jobs.append(run_job(path, True, data_zip, scratch, args))
+                off_jobs.append(run_job(path, False, data_zip, scratch, args))
+            runs[path.name] = off_jobs, on_jobs
+    verdicts = {path.name: report_path(path, *runs[path.name]) for path in chosen}
     print(f"\nload average at end {os.getloadavg()[0]:.2f}; benchmark took {time.perf_counter() - started:.0f} s")
     print(f"profiler overhead (target < {TARGET_PERCENT:.0f}% of step time, same job with and without, same run):")
     for name, (overhead, passed) in verdicts.items():

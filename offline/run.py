@@ -31,6 +31,24 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
+# The generated sample's jobs last seconds, not minutes: with SageMaker's defaults (patience of 1,000 samples, about
+# 8 minutes; LossNotDecreasing over 10 training steps at each end) most rules could only say NotEvaluated. For the
+# sample only, the rules judge shorter spans; a dataset of your own keeps the defaults. The audit prints these.
+SAMPLE_DEBUG_RULE_PARAMETERS = {"LossNotDecreasing_num_steps": 3}
+SAMPLE_PROFILER_RULE_PARAMETERS = {
+    "CPUBottleneck_patience": 20,
+    "IOBottleneck_patience": 20,
+    "LowGPUUtilization_patience": 20,
+    "LowGPUUtilization_window": 20,
+    "GPUMemoryIncrease_patience": 20,
+    "BatchSize_patience": 20,
+    "BatchSize_window": 20,
+    "LoadBalancing_patience": 20,
+    "StepOutlier_min_steps": 20,
+    "Dataloader_patience": 5,
+}
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """What one offline run does; the defaults finish in a few minutes on 2 CPU cores and visit every state."""
@@ -49,6 +67,13 @@ class RunOptions:
     parameters: tuple[tuple[str, str], ...] = ()
     quiet: bool = False
 
+    def extra_hyperparameters(self, *, sample: bool) -> dict[str, Any]:
+        extra: dict[str, Any] = {"image_size": self.image_size}
+        if sample:
+            extra["debug_rule_parameters"] = json.dumps(SAMPLE_DEBUG_RULE_PARAMETERS)
+            extra["profiler_rule_parameters"] = json.dumps(SAMPLE_PROFILER_RULE_PARAMETERS)
+        return extra
+
     def template_parameters(self, generated_counts: tuple[int, int, int] | None) -> dict[str, str]:
         parameters = {
             "MaxTuningJobs": str(self.tuning_jobs),
@@ -57,7 +82,7 @@ class RunOptions:
             "TrainingEpochs": str(self.epochs),
             # Real one-second waits: the local jobs take real time and each poll is a real status call.
             "PollIntervalSeconds": "1",
-            "ExtraHyperparameters": json.dumps({"image_size": self.image_size}),
+            "ExtraHyperparameters": json.dumps(self.extra_hyperparameters(sample=generated_counts is not None)),
         }
         expected_classes = self.expected_classes or (self.classes if generated_counts else None)
         expected_counts = self.expected_counts or generated_counts
@@ -644,6 +669,10 @@ def offline_pipeline(options: RunOptions, console: Console) -> Iterator[tuple[Of
         write_dataset_zip(zip_path, num_classes=options.classes, counts=options.counts, image_size=96)
         generated = options.counts
         console.say(f"generated {zip_path.name}: {options.classes} classes, train/valid/test {options.counts}")
+        console.say(
+            "the sample's jobs last seconds, so its rules judge shorter spans than SageMaker's defaults: "
+            f"{SAMPLE_DEBUG_RULE_PARAMETERS | SAMPLE_PROFILER_RULE_PARAMETERS}"
+        )
     with OfflinePipeline(options.output / "work", options.template_parameters(generated), console) as pipeline:
         yield pipeline, zip_path
 

@@ -31,11 +31,12 @@ fewer steps or epochs than its parameters need) and says what it had; "Error" me
 from __future__ import annotations
 
 import collections
+import inspect
 import logging
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -393,7 +394,7 @@ class PoorWeightInitialization(_LocalRule):
         return f"ReLU-input variance ratio max/min over {len(self.ratios)} steps: up to {max(self.ratios):.3g}"
 
 
-RULES: dict[str, Callable[[Any], _LocalRule]] = {
+RULES: dict[str, Callable[..., _LocalRule]] = {
     "VanishingGradient": VanishingGradient,
     "LossNotDecreasing": LossNotDecreasing,
     "Overfit": Overfit,
@@ -406,8 +407,31 @@ def _result(status: str, details: str) -> dict[str, str]:
     return {"status": status, "details": details}
 
 
-def evaluate_rules(trial_dir: str, rule_names: list[str] | None = None) -> dict[str, dict]:
-    """Evaluate our rules on the smdebug trial in ``trial_dir``: {rule name: {"status", "details"}}."""
+def resolve_parameters(parameters: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """``{"LossNotDecreasing_num_steps": 3}`` (SageMaker's custom rule parameter naming, rule name in any case) as
+    keyword arguments per rule; an unknown rule or parameter raises ValueError, so a typo is never ignored."""
+    by_lower = {name.lower(): name for name in RULES}
+    resolved: dict[str, dict[str, Any]] = {}
+    for key, value in (parameters or {}).items():
+        rule_part, _, parameter = key.partition("_")
+        rule = by_lower.get(rule_part.lower())
+        if rule is None or not parameter:
+            raise ValueError(
+                f"debug rule parameter {key!r}: expected <Rule>_<parameter> with a rule of {sorted(RULES)}"
+            )
+        accepted = [name for name in inspect.signature(RULES[rule]).parameters if name != "base_trial"]
+        if parameter not in accepted:
+            raise ValueError(f"debug rule parameter {key!r}: {rule} takes {accepted}")
+        resolved.setdefault(rule, {})[parameter] = value
+    return resolved
+
+
+def evaluate_rules(
+    trial_dir: str, rule_names: list[str] | None = None, parameters: Mapping[str, Any] | None = None
+) -> dict[str, dict]:
+    """Evaluate our rules on the smdebug trial in ``trial_dir``: {rule name: {"status", "details"}};
+    ``parameters`` as :func:`resolve_parameters` takes them."""
+    arguments = resolve_parameters(parameters)
     names = list(RULES) if rule_names is None else list(rule_names)
     if SMDEBUG_IMPORT_ERROR is not None:
         return {name: _result(ERROR, f"smdebug unavailable ({SMDEBUG_IMPORT_ERROR})") for name in names}
@@ -431,13 +455,15 @@ def evaluate_rules(trial_dir: str, rule_names: list[str] | None = None) -> dict[
         if name not in RULES:
             results[name] = _result(ERROR, f"unknown rule {name!r}; known: {sorted(RULES)}")
             continue
-        results[name] = _evaluate_one(RULES[name], trial, end_step=max(steps) + 1)
+        results[name] = _evaluate_one(RULES[name], trial, max(steps) + 1, arguments.get(name, {}))
     return results
 
 
-def _evaluate_one(rule_class: Callable[[Any], _LocalRule], trial: Any, end_step: int) -> dict[str, str]:
+def _evaluate_one(
+    rule_class: Callable[..., _LocalRule], trial: Any, end_step: int, arguments: Mapping[str, Any]
+) -> dict[str, str]:
     try:
-        rule = rule_class(trial)
+        rule = rule_class(trial, **arguments)
         invoke_rule(rule, start_step=0, end_step=end_step, raise_eval_cond=True)
     except RuleEvaluationConditionMet:
         return _result(ISSUES, rule.finding)

@@ -43,7 +43,7 @@ import numpy as np
 import profiler_rules
 import torch
 from debug_hook import DebugHook, create_debug_hook
-from debug_rules import ERROR, ISSUES, RULES, evaluate_rules
+from debug_rules import ERROR, ISSUES, RULES, evaluate_rules, resolve_parameters
 from profiler import NoProfiler, Profiler
 from torch import nn
 from training_loop import (
@@ -157,6 +157,10 @@ def build_arg_parser(
         "--debug_relu_input_steps", type=integer, default=10,
         help="first TRAIN steps whose ReLU inputs are saved (PoorWeightInitialization's window), local or job hook",
     )  # fmt: skip
+    debug.add_argument(
+        "--debug_rule_parameters", type=text, default="{}",
+        help='JSON object of Debugger rule parameters, named as SageMaker does: {"LossNotDecreasing_num_steps": 20}',
+    )  # fmt: skip
     profiling = parser.add_argument_group("profiling")
     profiling.add_argument("--profiler", type=boolean, default=True, help="false: no system or step profiling")
     profiling.add_argument(
@@ -170,16 +174,30 @@ def build_arg_parser(
     return parser
 
 
-def profiler_rule_parameters(text: str) -> dict[str, Any]:
-    """The ``--profiler_rule_parameters`` object, checked against the rules before any training starts."""
+def rule_parameters(option: str, text: str, check: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """A ``--*_rule_parameters`` value, checked against the rules before any training starts.
+
+    Given by hand it is a JSON object; from a job's hyperparameters the SageMaker training toolkit has already
+    decoded the JSON and passes an object as ``name=value,name=value``, so both forms are read.
+    """
+    text = text.strip()
     try:
-        parameters = json.loads(text) if text.strip() else {}
+        if not text or text.startswith("{"):
+            parameters = json.loads(text) if text else {}
+        else:
+            parameters = {}
+            for item in text.split(","):
+                name, sep, value = item.partition("=")
+                if not sep:
+                    raise ValueError(f"{item!r} is not name=value")
+                parameters[name.strip()] = json.loads(value)
     except ValueError as error:
-        raise ValueError(f"--profiler_rule_parameters is not JSON ({error}): {text!r}") from error
+        raise ValueError(f"--{option} {text!r} is neither a JSON object nor name=value,... ({error})") from error
     if not isinstance(parameters, dict):
-        raise ValueError(f"--profiler_rule_parameters must be a JSON object, got {text!r}")
-    profiler_rules.resolve_parameters(parameters)
+        raise ValueError(f"--{option} must be a JSON object, got {text!r}")
+    check(parameters)
     return parameters
+
 
 
 def seed_everything(seed: int) -> None:
@@ -307,19 +325,27 @@ def run(args: argparse.Namespace, *, job: str, evaluate_debug_rules: bool) -> di
     """Train, print metrics, checkpoint, save the artifact, the rule report and the profiler report; returns
     metrics.json's content."""
     require_inference_code(CODE_SOURCE_DIR)
-    rule_parameters = profiler_rule_parameters(args.profiler_rule_parameters)
+    profiler_parameters = rule_parameters(
+        "profiler_rule_parameters", args.profiler_rule_parameters, profiler_rules.resolve_parameters
+    )
+    debug_parameters = rule_parameters("debug_rule_parameters", args.debug_rule_parameters, resolve_parameters)
     profiler = (Profiler(args.output_data_dir, interval_seconds=args.profiler_interval_ms / 1000) if args.profiler
                 else NoProfiler()).start()  # fmt: skip
     try:
-        metrics = _train(args, profiler, job=job, evaluate_debug_rules=evaluate_debug_rules)
+        metrics = _train(args, profiler, debug_parameters, job=job, evaluate_debug_rules=evaluate_debug_rules)
     finally:
         profiler.stop()  # a failed job keeps the samples it recorded, and no sampling thread outlives it
-    profiler.finish(args.output_data_dir, batch_size=args.batch_size, rule_parameters=rule_parameters)
+    profiler.finish(args.output_data_dir, batch_size=args.batch_size, rule_parameters=profiler_parameters)
     return metrics
 
 
 def _train(
-    args: argparse.Namespace, profiler: Profiler | NoProfiler, *, job: str, evaluate_debug_rules: bool
+    args: argparse.Namespace,
+    profiler: Profiler | NoProfiler,
+    debug_parameters: dict[str, Any],
+    *,
+    job: str,
+    evaluate_debug_rules: bool,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     seed_everything(args.seed)
@@ -533,7 +559,7 @@ def _train(
         "timing": timing,
     }
     save_model_artifact(args.model_dir, model, index.classes, metrics, calibration_images=calibration)
-    write_rule_report(args.output_data_dir, hook, timing, corrupt, evaluate_debug_rules)
+    write_rule_report(args.output_data_dir, hook, timing, corrupt, evaluate_debug_rules, debug_parameters)
     return metrics
 
 
@@ -558,11 +584,12 @@ def write_rule_report(
     timing: dict[str, Any],
     corrupt: dict[str, int],
     evaluate_debug_rules: bool,
+    parameters: dict[str, Any] | None = None,
 ) -> Path:
     rules: dict[str, dict] = {}
     if evaluate_debug_rules:
         if hook.out_dir:
-            rules = evaluate_rules(hook.out_dir)
+            rules = evaluate_rules(hook.out_dir, parameters=parameters)
         else:
             missing = {"status": ERROR, "details": f"no smdebug trial to evaluate: {hook.reason}"}
             rules = {name: dict(missing) for name in RULES}
