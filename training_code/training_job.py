@@ -149,7 +149,7 @@ def build_arg_parser(
     debug = parser.add_argument_group("debugging")
     debug.add_argument("--debug_hook", type=boolean, default=True, help="false: no smdebug hook at all")
     debug.add_argument(
-        "--debug_dir", type=text, default=debug_dir_default.format(output_data_dir=output_data_dir),
+        "--debug_dir", type=text, default=debug_dir_default,
         help='local smdebug trial folder when the job has no Debugger config ("" for none)',
     )  # fmt: skip
     debug.add_argument("--debug_save_interval", type=integer, default=10, help="training steps between saves")
@@ -452,7 +452,8 @@ def _train(
             logger.info("resuming from %s after epoch %d", args.checkpoint_dir, checkpoint["epochs_done"])
 
     hook = create_debug_hook(
-        args.debug_dir or None,
+        # The default names the output data folder: a run by hand with --output_data_dir keeps its trial there.
+        args.debug_dir.format(output_data_dir=args.output_data_dir) or None,
         enabled=args.debug_hook,
         train_save_interval=args.debug_save_interval,
         relu_input_steps=args.debug_relu_input_steps,
