@@ -252,8 +252,13 @@ class OfflinePipeline:
 
     def upload(self, zip_path: Path, key: str) -> None:
         import boto3
+        from boto3.s3.transfer import TransferConfig
 
-        boto3.client("s3").upload_file(str(zip_path), self.stack.bucket, key)
+        # One PUT (S3 takes up to 5 GB so): moto 5.2.5 completes a multipart upload with an internal PutObject that
+        # sends its own "Object Created" event besides the CompleteMultipartUpload one, which would start a second
+        # execution (queued behind the first) for one upload of a zip above boto3's 8 MB multipart threshold.
+        single_put = TransferConfig(multipart_threshold=5 * 1024**3)
+        boto3.client("s3").upload_file(str(zip_path), self.stack.bucket, key, Config=single_put)
         self.console.say(f"uploaded {zip_path.name} to s3://{self.stack.bucket}/{key}")
 
     def fire_schedule(self) -> None:

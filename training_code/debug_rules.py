@@ -12,10 +12,11 @@ Where we differ from the built-ins, on purpose:
   loss with its predecessor ``num_steps`` back and fires on the first pair that did not decrease by
   ``diff_percent``; on per-batch losses that fires on noise, and on every healthy run whose learning rate decays
   to zero (the loss is flat at the end by design), which a blocking rule cannot afford. Ours compares the mean of
-  the saved losses over the first ``num_steps`` training steps with the mean over the last ``num_steps``: an issue
-  unless the later mean is ``diff_percent`` % lower *and* lower by more than twice the standard error of the
-  difference (the noise of the two means), and at once when a loss is not finite. With losses saved less often
-  than every ``num_steps`` steps each window holds one loss, which is AWS's comparison exactly.
+  the saved losses over the last ``num_steps`` training steps with the *lowest* saved loss of the first
+  ``num_steps``: an issue unless the mean is ``diff_percent`` % below it, and at once when a loss is not finite.
+  Against the lowest early loss, batch-to-batch noise cannot pass for progress (a flat loss's late mean sits above
+  the minimum of its early values), while an unstable first step cannot hide real progress. With losses saved
+  less often than every ``num_steps`` steps each window holds one loss, which is AWS's comparison exactly.
 - Per-batch losses of different batches are not comparable one by one, so Overfit and Overtraining compare means
   over each training/evaluation phase (a phase is a run of consecutive steps in one mode, i.e. an epoch's training
   or validation). Overtraining's patience therefore counts phases (epochs), not steps.
@@ -128,14 +129,6 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def _variance(values: list[float]) -> float:
-    """Sample variance (n - 1), 0 for a single value."""
-    if len(values) < 2:
-        return 0.0
-    mean = _mean(values)
-    return sum((value - mean) ** 2 for value in values) / (len(values) - 1)
-
-
 class VanishingGradient(_LocalRule):
     """Issue when the mean |gradient| of any saved gradient tensor falls below ``threshold``."""
 
@@ -173,8 +166,8 @@ class VanishingGradient(_LocalRule):
 
 class LossNotDecreasing(_LocalRule):
     """Issue when the training loss did not come down from where training started (see the module docstring):
-    the mean loss of the last ``num_steps`` training steps is not ``diff_percent`` % below, and beyond the noise
-    of, the mean of the first ``num_steps``; or a loss is not finite."""
+    the mean loss of the last ``num_steps`` training steps is not ``diff_percent`` % below the lowest loss of the
+    first ``num_steps``; or a loss is not finite."""
 
     def __init__(self, base_trial: Any, num_steps: int = 10, diff_percent: float = 0.1, mode: str = "TRAIN") -> None:
         super().__init__(base_trial)
@@ -201,34 +194,32 @@ class LossNotDecreasing(_LocalRule):
         width = min(self.num_steps, (last_step - first_step + 1) // 2)
         start = [value for step, value in self.losses if step < first_step + width]
         end = [value for step, value in self.losses if step > last_step - width]
-        start_mean, end_mean = _mean(start), _mean(end)
-        decrease = (start_mean - end_mean) / max(abs(start_mean), 1e-12) * 100
-        noise = (
-            2 * math.sqrt(_variance(start) / len(start) + _variance(end) / len(end))
-            if min(len(start), len(end)) > 1
-            else 0.0
-        )
         self.comparison = {
-            "start": (first_step, start_mean, len(start)),
-            "end": (last_step, end_mean, len(end)),
-            "decrease": decrease,
-            "noise": noise,
+            "first_step": first_step,
+            "last_step": last_step,
+            "start_lowest": min(start),
+            "start_count": len(start),
+            "end_mean": _mean(end),
+            "end_count": len(end),
         }
-        if decrease >= self.diff_percent and start_mean - end_mean > noise:
+        if self._decrease() >= self.diff_percent:
             return False
         return self.found(
             f"the {self.mode.name} loss did not come down over {last_step - first_step} training steps: "
-            f"{self._describe()} (needs {self.diff_percent:g}% and more than twice the noise of the means, "
-            f"{noise:.4f})"
+            f"{self._describe()} (needs {self.diff_percent:g}%)"
         )
 
-    def _describe(self) -> str:
+    def _decrease(self) -> float:
         assert self.comparison is not None
-        first_step, start_mean, start_count = self.comparison["start"]
-        last_step, end_mean, end_count = self.comparison["end"]
+        lowest = self.comparison["start_lowest"]
+        return (lowest - self.comparison["end_mean"]) / max(abs(lowest), 1e-12) * 100
+
+    def _describe(self) -> str:
+        c = self.comparison
+        assert c is not None
         return (
-            f"mean of {start_count} loss(es) from step {first_step} {start_mean:.4f}, of {end_count} to step "
-            f"{last_step} {end_mean:.4f}: {self.comparison['decrease']:.2f}% lower"
+            f"mean of {c['end_count']} loss(es) to step {c['last_step']} {c['end_mean']:.4f}, lowest of "
+            f"{c['start_count']} from step {c['first_step']} {c['start_lowest']:.4f}: {self._decrease():.2f}% lower"
         )
 
     def not_evaluated(self) -> str | None:

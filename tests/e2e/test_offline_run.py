@@ -7,22 +7,26 @@ endpoint, a bad dataset fails without touching it, and a second run replaces the
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import profiler_rules
 import pytest
 
+from offline.local_sagemaker import tuning
 from offline.run import Console, OfflinePipeline, RunOptions, RunResult, audit_rows, main, print_audit
 from offline.synthetic_dataset import write_dataset_zip
 
 pytestmark = pytest.mark.slow
 
-CLASSES, COUNTS = 3, (36, 9, 9)
-# The template's default blocking rules; the others are reported (a model trained for seconds on 36 images may
+CLASSES, COUNTS = 3, (96, 12, 12)
+# The template's default blocking rules; the others are reported (a model trained for seconds on 96 images may
 # well overfit).
 BLOCKING = "VanishingGradient,LossNotDecreasing"
+_SAMPLE = RunOptions(image_size=32)
 OPTIONS = RunOptions(
     classes=CLASSES,
     counts=COUNTS,
@@ -30,10 +34,17 @@ OPTIONS = RunOptions(
     tuning_epochs=1,
     epochs=3,
     image_size=32,
-    # Seconds of training on 36 images score what they score (9 test images: steps of 0.11), so the
-    # champion/challenger gate lets every model through here; tests/state_machine covers its decisions.
-    parameters=(("AccuracyFloor", "0"), ("ChampionTolerance", "1")),
+    parameters=(
+        # Seconds of training on 96 images score what they score (12 test images: steps of 0.08), so the
+        # champion/challenger gate lets every model through here; tests/state_machine covers its decisions.
+        ("AccuracyFloor", "0"),
+        ("ChampionTolerance", "1"),
+        # The production path (frozen backbone, the head on cached features): seconds per job, and 9 training
+        # steps at batch 32 for the blocking rules to judge (the tuner's trial is pinned to batch 32 below).
+        ("ExtraHyperparameters", json.dumps(_SAMPLE.extra_hyperparameters(sample=True) | {"trainable": "fc"})),
+    ),
 )
+TUNED = {"batch_size": json.dumps("32"), "learning_rate": "0.05"}
 ENDPOINT = "dog-breed-classifier"
 
 
@@ -49,6 +60,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfflinePipeli
     work = tmp_path_factory.mktemp("offline")
     with pytest.MonkeyPatch.context() as env:  # the module-scoped twin of tests/conftest.py's credentials
         env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        # The local tuner samples at random; a batch of 128 would leave 3 training steps, too few to judge.
+        env.setattr(tuning, "sample_hyperparameters", lambda ranges, rng: dict(TUNED))
         with OfflinePipeline(work, OPTIONS.template_parameters(COUNTS), Console(quiet=True)) as offline:
             yield offline
 
@@ -88,9 +101,14 @@ def test_upload_runs_every_state_and_the_endpoint_serves(
         "Overfit",
         "Overtraining",
         "PoorWeightInitialization",
+        *profiler_rules.RULE_NAMES,
         "ProfilerReport",
     }
     assert {verdicts[rule] for rule in BLOCKING.split(",")} == {"NoIssuesFound"}
+    # (each with what it judged; a GPU rule on this CPU says it could not judge, and why)
+    assert "the loss came down" in record["rules"]["details"]["LossNotDecreasing"]
+    assert verdicts["LowGPUUtilization"] == "NotEvaluated"
+    assert "no GPU" in record["rules"]["details"]["LowGPUUtilization"]
     assert 0.0 <= record["metrics"]["test:accuracy"] <= 1.0
     assert record["endpoint"]["serving_config"] == record["deployment"]["endpoint_config"]
     # and the endpoint answers a real prediction on a test image with one of the dataset's breeds
@@ -168,3 +186,15 @@ def test_audit_prints_states_and_the_cause_of_a_failure(first_run: RunResult) ->
 def test_command_line_rejects_a_missing_dataset(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such file"):
         main(["--dataset", str(tmp_path / "nope.zip"), "--output", str(tmp_path)])
+
+
+def test_audit_prints_every_rule_with_what_it_found(first_run: RunResult) -> None:
+    lines: list[str] = []
+    print_audit(
+        first_run, None, out=type("Out", (), {"write": lambda _, s: lines.append(s), "flush": lambda _: None})()
+    )
+    text = "".join(lines)
+
+    assert "Rule and profiler results (rule_report.json, profiler_report.json;" in text
+    assert re.search(r"\n  LossNotDecreasing +NoIssuesFound +the loss came down: mean of 3 loss\(es\)", text), text
+    assert re.search(r"\n  LowGPUUtilization +NotEvaluated +CPU-only job: no GPU utilisation to judge", text), text

@@ -42,3 +42,10 @@ def test_regions_without_a_rule_image_turn_the_rules_off(sam_template: dict[str,
     assert variables["PROFILER_RULES_ENABLED"] == {"Fn::If": ["ProfilerRulesOn", "true", "false"]}
     for condition in ("DebuggerRulesOn", "ProfilerRulesOn"):
         assert {"Condition": "RuleImageAvailable"} in conditions[condition]["Fn::And"]
+
+
+def test_sagemaker_rule_containers_are_off_by_default(sam_template: dict[str, Any]) -> None:
+    # Debugger is closed to new accounts and Profiler support ends 2027-06-30: the defaults must not need them;
+    # every job's own rule and profiler reports gate the run (docs/deploy.md, "Rules and profiler").
+    parameters = sam_template["Parameters"]
+    assert parameters["DebuggerRules"]["Default"] == parameters["ProfilerRules"]["Default"] == "false"
