@@ -199,7 +199,6 @@ def rule_parameters(option: str, text: str, check: Callable[[dict[str, Any]], An
     return parameters
 
 
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -568,13 +567,19 @@ class _StepRecorder:
     """Numbers the steps of each phase across the job (as smdebug's mode steps) for the profiler."""
 
     def __init__(self, profiler: Profiler | NoProfiler) -> None:
-        self.profiler = profiler
+        self.profiler = profiler if isinstance(profiler, Profiler) else None
         self.counts = {"train": 0, "eval": 0}
 
-    def recorder(self, phase: str, epoch: int) -> Callable[[float, float, float], None]:
+    def recorder(self, phase: str, epoch: int) -> Callable[[float, float, float], None] | None:
+        """The loop's per-step callback; None without a profiler, so the loop pays nothing for it."""
+        profiler = self.profiler
+        if profiler is None:
+            return None
+        counts = self.counts
+
         def record(start_time: float, data_seconds: float, compute_seconds: float) -> None:
-            self.profiler.step(phase, epoch, self.counts[phase], start_time, data_seconds, compute_seconds)
-            self.counts[phase] += 1
+            profiler.step(phase, epoch, counts[phase], start_time, data_seconds, compute_seconds)
+            counts[phase] += 1
 
         return record
 
