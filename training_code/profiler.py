@@ -191,40 +191,35 @@ class Profiler:
              "NodeId": self.node}
         )  # fmt: skip
 
-    def _step_records(self) -> list[dict[str, Any]]:
-        records = []
+    def _step_lines(self) -> list[str]:
+        # Formatted by hand, not json.dumps: a job of sub-millisecond steps records thousands a second, and this
+        # runs on the sampling thread holding the GIL the training loop needs (~5x cheaper per record).
+        node = json.dumps(self.node)
+        lines = []
         while self._steps:
             phase, epoch, step, start_time, data_seconds, compute_seconds = self._steps.popleft()
             if step == 0 and phase == "train":
-                records.append(
-                    {"Type": "initialization", "StartTime": self.started, "EndTime": round(start_time, 6),
-                     "NodeId": self.node}
-                )  # fmt: skip
-            records.append(
-                {
-                    "Type": "step",
-                    "Name": f"Step:ModeKeys.{'TRAIN' if phase == 'train' else 'EVAL'}",
-                    "Phase": phase,
-                    "Epoch": epoch,
-                    "Step": step,
-                    "StartTime": round(start_time, 6),
-                    "DataSeconds": round(data_seconds, 6),
-                    "ComputeSeconds": round(compute_seconds, 6),
-                    "NodeId": self.node,
-                }
+                lines.append(
+                    f'{{"Type": "initialization", "StartTime": {self.started}, "EndTime": {start_time:.6f}, '
+                    f'"NodeId": {node}}}\n'
+                )
+            lines.append(
+                f'{{"Type": "step", "Name": "Step:ModeKeys.{"TRAIN" if phase == "train" else "EVAL"}", '
+                f'"Phase": "{phase}", "Epoch": {epoch}, "Step": {step}, "StartTime": {start_time:.6f}, '
+                f'"DataSeconds": {data_seconds:.6f}, "ComputeSeconds": {compute_seconds:.6f}, "NodeId": {node}}}\n'
             )
-        return records
+        return lines
 
     def _flush_framework(self) -> None:
         """Write what the loop recorded since the last flush (the sampling thread, and stop() at the end)."""
         with self._flush_lock:
             if self._framework_file is None:
                 return
-            records = self._step_records()
+            lines = self._step_lines()
             while self._phases:
-                records.append(self._phases.popleft())
-            if records:
-                self._framework_file.write("".join(json.dumps(record) + "\n" for record in records))
+                lines.append(json.dumps(self._phases.popleft()) + "\n")
+            if lines:
+                self._framework_file.write("".join(lines))
                 self._framework_file.flush()
 
     # --- the end ----------------------------------------------------------------------------------------------
