@@ -125,7 +125,6 @@ class Profiler:
         self._thread: threading.Thread | None = None
         self._system_file: TextIO | None = None
         self._framework_file: TextIO | None = None
-        self._finished: dict[str, Any] | None = None
 
     @property
     def gpu_count(self) -> int:
@@ -248,8 +247,6 @@ class Profiler:
         rule_parameters: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Stop, evaluate the profiler rules on what was recorded, write ``profiler_report.json``; return it."""
-        if self._finished is not None:
-            return self._finished
         self.stop()
         system = profiler_rules.load_records(self.directory / SYSTEM_FILE)
         framework = profiler_rules.load_records(self.directory / FRAMEWORK_FILE)
@@ -276,21 +273,14 @@ class Profiler:
         path = Path(output_data_dir) / REPORT_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=1))
-        self._finished = report
         return report
 
 
 class NoProfiler:
     """Profiling switched off (``--profiler false``): records nothing, and the report says so."""
 
-    gpu_count = 0
-    samples = 0
-
     def start(self) -> NoProfiler:
         return self
-
-    def step(self, *args: Any) -> None:
-        pass
 
     def phase(self, *args: Any) -> None:
         pass

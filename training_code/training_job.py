@@ -18,8 +18,9 @@ and ``code/`` (inference.py, dog_model.py, requirements.txt) for the PyTorch inf
 ``--int8_check`` (train_model.py's default) the job also quantises the model as inference.py will on a CPU with
 int8 dot-product instructions, records the int8 test accuracy in ``metrics.json`` (``int8``) and ships the
 calibration images (``calibration_images.pt``), so the endpoint serves int8 only where it was measured as good.
-``rule_report.json`` (our Debugger rule results and the data-loader vs compute time split) goes to
-``SM_OUTPUT_DATA_DIR``.
+``rule_report.json`` (our Debugger rule results and the data-loader vs compute time split) and, from profiler.py,
+``profiler_report.json`` with the samples it judged (``profiler/``) go to ``SM_OUTPUT_DATA_DIR``: the evidence the
+pipeline's gate reads on every account.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def build_arg_parser(
     )  # fmt: skip
     profiling.add_argument(
         "--profiler_rule_parameters", type=text, default="{}",
-        help='JSON object of profiler rule parameters named like SageMaker\'s: {"CPUBottleneck_threshold": 30}',
+        help='JSON object of profiler rule parameters, named as SageMaker does: {"CPUBottleneck_threshold": 30}',
     )  # fmt: skip
     return parser
 

@@ -30,6 +30,7 @@ from pipeline.common.config import Settings, load_settings
 from pipeline.common.errors import RuleEvaluationFailed, RuleIssuesFound, TrainingFailed
 from pipeline.common.observability import logger, metrics, tracer
 from pipeline.common.rule_evaluation import (
+    NOT_REPORTED,
     RuleResult,
     Verdict,
     evaluate,
@@ -111,6 +112,12 @@ def check_rules(training: Training, settings: Settings, sagemaker: SageMakerGate
     ours: dict[str, RuleResult] = {}
     for name in REPORT_NAMES:
         ours |= results_from_report(reports[name])
+    for name in settings.blocking_rules:
+        if name not in ours:
+            details = (
+                f"no rule of this name in the training job's reports (they hold {sorted(ours)}); check BlockingRules"
+            )
+            ours[name] = RuleResult(name, NOT_REPORTED, details)
     verdict = evaluate(ours, list(settings.blocking_rules), settings.blocking_rules)
     _raise_if_failed(verdict, "the training job's reports", training.job_name, reports_uri)
     warnings = list(verdict.warnings)

@@ -247,6 +247,17 @@ def test_a_slow_data_path_is_found_by_the_dataloader_rule_and_a_healthy_one_is_n
     assert slow["ProfilerReport"]["status"] == "IssuesFound" and "Dataloader" in slow["ProfilerReport"]["details"]
 
 
+def test_with_the_profiler_off_no_profiler_rule_passes(
+    sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_script("hpo.py", ["--epochs", "1", "--profiler", "false", *FAST_ARGS], monkeypatch)
+
+    rules = read_json(sagemaker_env.output_data_dir / "profiler_report.json")["rules"]
+    assert {result["status"] for result in rules.values()} == {"NotEvaluated"}
+    assert rules["ProfilerReport"]["details"] == "the profiler was switched off for this job (--profiler false)"
+    assert not (sagemaker_env.output_data_dir / "profiler").exists()
+
+
 def test_profiler_rule_parameters_are_checked_before_training(
     sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch
 ) -> None:

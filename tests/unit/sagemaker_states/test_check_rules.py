@@ -128,8 +128,11 @@ def test_blocking_rule_missing_from_the_reports_fails_the_run(trained: Any, lamb
         }
     )
 
-    with pytest.raises(RuleEvaluationFailed, match="LossNotDecreasing NotReported"):
+    with pytest.raises(RuleEvaluationFailed, match="LossNotDecreasing NotReported") as raised:
         check_rules.lambda_handler(load_event("check_rules_debugger_off"), lambda_context)
+
+    # (the message names what the reports do hold, so a typo in BlockingRules is found at once)
+    assert "they hold ['Overfit', 'ProfilerReport', 'VanishingGradient']); check BlockingRules" in str(raised.value)
 
 
 def test_a_profiler_rule_named_in_blocking_rules_blocks(

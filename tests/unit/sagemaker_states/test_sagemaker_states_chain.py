@@ -87,8 +87,12 @@ def test_handlers_feed_each_other_through_the_asl_wiring(
             job = sagemaker_backend.hyper_parameter_tuning_jobs[state["tuning"]["job_name"]]
             job.training_job_summaries = [_trial(state["tuning"]["job_name"])]
         if name == "CheckRules":
-            report = {"rules": {"LossNotDecreasing": {"status": "NoIssuesFound", "details": ""}}}
-            _put_output(state["training"]["output_uri"], state["training"]["job_name"], report)
+            judged = {"status": "NoIssuesFound", "details": "judged"}
+            reports = {
+                "rule_report.json": {"rules": {"VanishingGradient": judged, "LossNotDecreasing": judged}},
+                "profiler_report.json": {"rules": {"ProfilerReport": judged}},
+            }
+            _put_output(state["training"]["output_uri"], state["training"]["job_name"], reports)
         if name == "EvaluateModel":
             job = sagemaker_backend.training_jobs[state["training"]["job_name"]]
             job.final_metric_data_list = [{"MetricName": "test:accuracy", "Value": 0.83, "Timestamp": "2025-11-25"}]
@@ -138,13 +142,14 @@ def _trial(tuning_job: str) -> dict[str, Any]:
     }
 
 
-def _put_output(output_uri: str, job_name: str, report: dict[str, Any]) -> None:
-    data = json.dumps(report).encode()
+def _put_output(output_uri: str, job_name: str, reports: dict[str, dict[str, Any]]) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        info = tarfile.TarInfo("rule_report.json")
-        info.size = len(data)
-        archive.addfile(info, io.BytesIO(data))
+        for name, report in reports.items():
+            data = json.dumps(report).encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
     bucket, prefix = output_uri.removeprefix("s3://").split("/", 1)
     boto3.client("s3", region_name=REGION).put_object(
         Bucket=bucket, Key=f"{prefix}{job_name}/output/output.tar.gz", Body=buffer.getvalue()
