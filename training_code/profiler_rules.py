@@ -294,6 +294,19 @@ def _result(status: str, details: str, recommendation: str = "", figures: Mappin
     }
 
 
+def _verdict(
+    findings: list[str], healthy: list[str], short: list[str], recommendation: str, figures: Mapping[str, float]
+) -> dict:
+    """IssuesFound with the findings, else NoIssuesFound with what was judged, each followed by what could not be
+    judged and why; NotEvaluated when nothing could be."""
+    if not findings and not healthy:
+        return _not_evaluated("; ".join(short), figures)
+    not_judged = f"; not judged: {'; '.join(short)}" if short else ""
+    if findings:
+        return _result(ISSUES, "; ".join(findings) + not_judged, recommendation, figures)
+    return _result(NO_ISSUES, "; ".join(healthy) + not_judged, figures=figures)
+
+
 def _figure(value: float) -> float:
     number = float(value)
     return int(number) if number.is_integer() and abs(number) < 2**53 else round(number, 4)
@@ -625,19 +638,15 @@ def _gpu_memory_increase(profile: _Profile, p: Parameters) -> dict:
                 f"{label}: largest rise {largest:.2f} points between consecutive {window:,}-sample windows over "
                 f"{len(values):,} samples (threshold {_num(increase)})"
             )
-    if not findings and not healthy:
-        return _not_evaluated("; ".join(short), figures)
-    not_judged = f"; not judged: {'; '.join(short)}" if short else ""
-    if findings:
-        return _result(
-            ISSUES,
-            "; ".join(findings) + not_judged,
-            "GPU memory keeps growing during training: look for tensors kept across steps (losses or outputs "
-            "accumulated without .item() or .detach()) or a growing cache; a larger GPU only delays an out-of-memory "
-            "error",
-            figures,
-        )
-    return _result(NO_ISSUES, "; ".join(healthy) + not_judged, figures=figures)
+    return _verdict(
+        findings,
+        healthy,
+        short,
+        "GPU memory keeps growing during training: look for tensors kept across steps (losses or outputs "
+        "accumulated without .item() or .detach()) or a growing cache; a larger GPU only delays an out-of-memory "
+        "error",
+        figures,
+    )
 
 
 def _step_outlier(profile: _Profile, p: Parameters) -> dict:
@@ -675,18 +684,14 @@ def _step_outlier(profile: _Profile, p: Parameters) -> dict:
             findings.append(f"{judged}, more than {n_outliers}; slowest: {slowest}")
         else:
             healthy.append(f"{judged}, allowed {n_outliers}")
-    if not findings and not healthy:
-        return _not_evaluated("; ".join(short), figures)
-    not_judged = f"; not judged: {'; '.join(short)}" if short else ""
-    if findings:
-        return _result(
-            ISSUES,
-            "; ".join(findings) + not_judged,
-            "some steps take far longer than the rest: check what ran during the slowest steps (checkpointing, "
-            "evaluation, garbage collection, data that missed a cache, another process on the machine)",
-            figures,
-        )
-    return _result(NO_ISSUES, "; ".join(healthy) + not_judged, figures=figures)
+    return _verdict(
+        findings,
+        healthy,
+        short,
+        "some steps take far longer than the rest: check what ran during the slowest steps (checkpointing, "
+        "evaluation, garbage collection, data that missed a cache, another process on the machine)",
+        figures,
+    )
 
 
 def _max_initialization_time(profile: _Profile, p: Parameters) -> dict:

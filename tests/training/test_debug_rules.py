@@ -242,6 +242,19 @@ def test_loss_not_decreasing_accepts_a_converged_loss_that_is_flat_at_the_end(tm
 
 
 @pytest.mark.usefixtures("local_hook_env")
+def test_loss_not_decreasing_is_not_fooled_by_a_spike_in_the_first_steps(tmp_path: Path) -> None:
+    # GIVEN a loss that spikes at its second step (warm-up from scratch does that), then comes down by a third
+    losses = [1.1, 9.0, 1.2, 1.1, 1.05] + [1.0 - 0.01 * step for step in range(30)]
+    trial = _loss_trial(tmp_path / "t", losses)
+
+    result = _loss_not_decreasing(trial)
+
+    # THEN it is compared with the lowest loss of the first 10 steps (0.96): the spike neither hides nor fakes progress
+    assert result["status"] == "NoIssuesFound", result
+    assert "lowest of 10 from step 0 0.9600" in result["details"]
+
+
+@pytest.mark.usefixtures("local_hook_env")
 def test_loss_not_decreasing_flags_a_loss_that_is_not_finite(tmp_path: Path) -> None:
     trial = _loss_trial(tmp_path / "t", [2.0, 1.5, float("nan"), 1.0] + [0.5] * 20)
 
