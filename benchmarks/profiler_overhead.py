@@ -153,7 +153,7 @@ def bookkeeping_seconds(repeats: int = 5, steps: int = 4000) -> float:
     with tempfile.TemporaryDirectory(prefix="profiler-bookkeeping-") as folder:
         profiler = Profiler(folder, interval_seconds=0.5).start()
         try:
-            return best(profiler) - best(NoProfiler())
+            return best(profiler) - best(NoProfiler(folder))
         finally:
             profiler.stop()
 

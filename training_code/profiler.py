@@ -35,8 +35,6 @@ import profiler_rules
 logger = logging.getLogger(__name__)
 
 PROFILER_DIR = "profiler"
-SYSTEM_FILE = "system-metrics.jsonl"
-FRAMEWORK_FILE = "framework-metrics.jsonl"
 REPORT_FILE = "profiler_report.json"
 DEFAULT_INTERVAL_SECONDS = 0.5
 
@@ -132,8 +130,8 @@ class Profiler:
 
     def start(self) -> Profiler:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._system_file = (self.directory / SYSTEM_FILE).open("w", encoding="utf-8")
-        self._framework_file = (self.directory / FRAMEWORK_FILE).open("w", encoding="utf-8")
+        self._system_file = (self.directory / profiler_rules.SYSTEM_FILE).open("w", encoding="utf-8")
+        self._framework_file = (self.directory / profiler_rules.FRAMEWORK_FILE).open("w", encoding="utf-8")
         self._psutil.cpu_times_percent(percpu=True)  # the first call only sets the baseline of the next one
         self._thread = threading.Thread(target=self._sample_forever, name="profiler", daemon=True)
         self._thread.start()
@@ -239,17 +237,11 @@ class Profiler:
         self._system_file = self._framework_file = None
         self._gpus.close()
 
-    def finish(
-        self,
-        output_data_dir: str | os.PathLike[str],
-        *,
-        batch_size: int | None,
-        rule_parameters: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Stop, evaluate the profiler rules on what was recorded, write ``profiler_report.json``; return it."""
+    def finish(self, *, batch_size: int | None, rule_parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Stop, evaluate the profiler rules on what was recorded, write ``profiler_report.json`` beside the
+        ``profiler/`` folder; return it."""
         self.stop()
-        system = profiler_rules.load_records(self.directory / SYSTEM_FILE)
-        framework = profiler_rules.load_records(self.directory / FRAMEWORK_FILE)
+        system, framework = profiler_rules.load_profile(self.directory)
         context = profiler_rules.ProfileContext(
             interval_seconds=self.interval_seconds,
             gpu_count=self.gpu_count,
@@ -266,18 +258,19 @@ class Profiler:
             "system": profiler_rules.summarise_system(system),
             "samples": self.samples,
             "sampling_seconds": round(self.sampling_seconds, 4),
-            "files": [f"{PROFILER_DIR}/{SYSTEM_FILE}", f"{PROFILER_DIR}/{FRAMEWORK_FILE}"],
+            "files": [f"{PROFILER_DIR}/{name}" for name in (profiler_rules.SYSTEM_FILE, profiler_rules.FRAMEWORK_FILE)],
         }
         for name, result in rules.items():
             logger.info("profiler rule %s: %s (%s)", name, result["status"], result["details"])
-        path = Path(output_data_dir) / REPORT_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=1))
+        (self.directory.parent / REPORT_FILE).write_text(json.dumps(report, indent=1))
         return report
 
 
 class NoProfiler:
     """Profiling switched off (``--profiler false``): records nothing, and the report says so."""
+
+    def __init__(self, output_data_dir: str | os.PathLike[str]) -> None:
+        self.output_data_dir = Path(output_data_dir)
 
     def start(self) -> NoProfiler:
         return self
@@ -288,7 +281,7 @@ class NoProfiler:
     def stop(self) -> None:
         pass
 
-    def finish(self, output_data_dir: str | os.PathLike[str], **_: Any) -> dict[str, Any]:
+    def finish(self, **_: Any) -> dict[str, Any]:
         reason = "the profiler was switched off for this job (--profiler false)"
         rules = {
             name: {"status": profiler_rules.NOT_EVALUATED, "details": reason, "recommendation": "", "figures": {},
@@ -296,7 +289,6 @@ class NoProfiler:
             for name in (*profiler_rules.RULE_NAMES, profiler_rules.PROFILER_REPORT)
         }  # fmt: skip
         report = {"rules": rules, "issues_found": [], "disabled": reason}
-        path = Path(output_data_dir) / REPORT_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=1))
+        self.output_data_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_data_dir / REPORT_FILE).write_text(json.dumps(report, indent=1))
         return report

@@ -139,6 +139,16 @@ def _parameter_value(key: str, name: str, value: Any) -> float:
 # --- records ------------------------------------------------------------------------------------------------------
 
 
+# The profiler's files in its folder (profiler.py writes them; this module reads them).
+SYSTEM_FILE = "system-metrics.jsonl"
+FRAMEWORK_FILE = "framework-metrics.jsonl"
+
+
+def load_profile(directory: str | os.PathLike[str]) -> tuple[list[dict], list[dict]]:
+    """The system samples and framework records of a profiler folder."""
+    return load_records(os.path.join(directory, SYSTEM_FILE)), load_records(os.path.join(directory, FRAMEWORK_FILE))
+
+
 def load_records(path: str | os.PathLike[str]) -> list[dict]:
     """The records of a JSON-lines file. A corrupt last line is skipped (a killed job can leave it half written,
     and smdebug's parser skips it too); a corrupt line anywhere else raises ValueError with its line number."""

@@ -330,12 +330,12 @@ def run(args: argparse.Namespace, *, job: str, evaluate_debug_rules: bool) -> di
     )
     debug_parameters = rule_parameters("debug_rule_parameters", args.debug_rule_parameters, resolve_parameters)
     profiler = (Profiler(args.output_data_dir, interval_seconds=args.profiler_interval_ms / 1000) if args.profiler
-                else NoProfiler()).start()  # fmt: skip
+                else NoProfiler(args.output_data_dir)).start()  # fmt: skip
     try:
         metrics = _train(args, profiler, debug_parameters, job=job, evaluate_debug_rules=evaluate_debug_rules)
     finally:
         profiler.stop()  # a failed job keeps the samples it recorded, and no sampling thread outlives it
-    profiler.finish(args.output_data_dir, batch_size=args.batch_size, rule_parameters=profiler_parameters)
+    profiler.finish(batch_size=args.batch_size, rule_parameters=profiler_parameters)
     return metrics
 
 

@@ -140,7 +140,7 @@ def check_rules(training: Training, settings: Settings, sagemaker: SageMakerGate
     return {
         "passed": True,
         "rules": verdict.statuses,
-        "details": {name: ours[name].details for name in verdict.statuses if name in ours},
+        "details": {name: ours[name].details for name in verdict.statuses},
         "sagemaker_rules": sagemaker_statuses,
         "warnings": warnings,
         "reports_uri": reports_uri,

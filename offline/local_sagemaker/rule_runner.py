@@ -33,8 +33,7 @@ def evaluate_profile(profiler_dir: Path, interval_seconds: float, batch_size: in
     """ProfilerReport on the raw metric files, knowing only what SageMaker's rule job knows: the samples, the
     ProfilerConfig interval and the job's hyperparameters (not the training code's own report)."""
     profiler_rules = load_module("profiler_rules", code_dirs)
-    system = profiler_rules.load_records(profiler_dir / "system-metrics.jsonl")
-    framework = profiler_rules.load_records(profiler_dir / "framework-metrics.jsonl")
+    system, framework = profiler_rules.load_profile(profiler_dir)
     gpus = {record["Name"] for record in system if record.get("Type") == "gpu"}
     cores = {record["Name"] for record in system if record.get("Type") == "cpu"}
     stamps = [record["Timestamp"] for record in system]

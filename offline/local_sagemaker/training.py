@@ -52,6 +52,7 @@ SpotInterruptions = Callable[[str], bool]
 
 RULE_RUNNER = Path(__file__).with_name("rule_runner.py")
 RULE_STATUSES = ("NoIssuesFound", "IssuesFound", "Error")
+NOT_EVALUATED = "NotEvaluated"  # our rules' status for a rule that could not judge (training_code/debug_rules.py)
 STATUS_DETAILS_LIMIT = 1024
 STDERR_TAIL_LINES = 12
 END_OF_TRAINING_MARKER = "training_job_end.ts"  # smdebug.core.access_layer.utils.END_OF_JOB_FILENAME
@@ -97,6 +98,15 @@ def _rule_entries(configurations: list[dict[str, Any]], status: str, job_arn: st
         }
         for c in configurations
     ]
+
+
+def _sagemaker_status(result: Mapping[str, Any]) -> tuple[str, str]:
+    """One of our rule results as SageMaker's rule evaluation status and details. SageMaker has no NotEvaluated:
+    a rule that could not judge is an Error there, saying why."""
+    status, details = str(result.get("status")), str(result.get("details") or "")
+    if status in ("NoIssuesFound", "IssuesFound", "Error"):
+        return status, details
+    return "Error", f"Not evaluated: {details}"
 
 
 def _rule_to_invoke(configuration: Mapping[str, Any]) -> str:
@@ -557,13 +567,10 @@ class TrainingRun:
             result = results.get(rule)
             if result is None:
                 outcome[configuration_name] = ("Error", f"The local rule evaluator returned no result for {rule}.")
-            elif result.get("status") == "NotEvaluated":
-                # SageMaker's rule statuses have no NotEvaluated: a rule that could not judge is an Error there.
-                outcome[configuration_name] = ("Error", f"Not evaluated: {result.get('details') or ''}")
-            elif result.get("status") not in RULE_STATUSES:
+            elif result.get("status") not in (*RULE_STATUSES, NOT_EVALUATED):
                 outcome[configuration_name] = ("Error", f"Unknown rule status {result.get('status')!r} for {rule}.")
             else:
-                outcome[configuration_name] = (str(result["status"]), str(result.get("details") or ""))
+                outcome[configuration_name] = _sagemaker_status(result)
         self._write_rule_reports(s3, outcome)
         return outcome
 
@@ -585,13 +592,8 @@ class TrainingRun:
             return dict.fromkeys(
                 names, ("Error", f"Local profiler rule evaluation failed: {type(error).__name__}: {error}")
             )
-        report = results.get("ProfilerReport") or {}
-        status, details = str(report.get("status")), str(report.get("details") or "")
-        if status not in ("NoIssuesFound", "IssuesFound"):
-            # SageMaker's rule statuses have no NotEvaluated: a ProfilerReport that judged nothing is an Error.
-            status, details = "Error", f"Not evaluated: {details}"
         self._write_profiler_reports(s3, names, results)
-        return dict.fromkeys(names, (status, details))
+        return dict.fromkeys(names, _sagemaker_status(results.get("ProfilerReport") or {}))
 
     def _write_profiler_reports(self, s3: Any, names: list[str], results: Mapping[str, Any]) -> None:
         """One JSON per sub-rule, where SageMaker's ProfilerReport writes them."""

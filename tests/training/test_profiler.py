@@ -15,7 +15,8 @@ from typing import Any
 import profiler_rules
 import pytest
 import torch
-from profiler import FRAMEWORK_FILE, PROFILER_DIR, SYSTEM_FILE, Profiler
+from profiler import PROFILER_DIR, Profiler
+from profiler_rules import FRAMEWORK_FILE, SYSTEM_FILE
 
 TOTAL_MEMORY = 80 * 2**30
 
@@ -61,7 +62,7 @@ def _profile(output: Path, seconds: float) -> dict[str, Any]:
         "GPUMemoryIncrease_window": 3,
         "LoadBalancing_patience": 20,
     }
-    return profiler.finish(output, batch_size=32, rule_parameters=parameters)
+    return profiler.finish(batch_size=32, rule_parameters=parameters)
 
 
 @pytest.mark.usefixtures("two_gpus")
