@@ -135,7 +135,7 @@ def bookkeeping_seconds(repeats: int = 5, steps: int = 4000) -> float:
     sys.path.insert(0, str(TRAINING_CODE))
     os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")  # training_job imports smdebug, which logs at INFO
     from profiler import NoProfiler, Profiler
-    from training_job import _StepRecorder
+    from training_job import ProgressLog, _StepRecorder
     from training_loop import timed_batches
 
     batches = [(None, None)] * steps
@@ -143,7 +143,7 @@ def bookkeeping_seconds(repeats: int = 5, steps: int = 4000) -> float:
     def best(profiler: Profiler | NoProfiler) -> float:
         timings = []
         for _ in range(repeats):
-            record = _StepRecorder(profiler).recorder("train", 1)
+            record = _StepRecorder(profiler, ProgressLog(30.0), {"train": steps}).recorder("train", 1)
             started = time.perf_counter()
             for _ in timed_batches(batches, record):
                 pass

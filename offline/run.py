@@ -24,8 +24,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
+
+from offline.initial_weights import CHOICES as WEIGHT_CHOICES
+from offline.initial_weights import InitialWeights, choose_initial_weights
+
+if TYPE_CHECKING:
+    from offline.local_sagemaker.progress import ProgressEvent, TimeLeft
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -49,6 +55,12 @@ SAMPLE_PROFILER_RULE_PARAMETERS = {
 }
 
 
+OFFLINE_MAX_POLLS = 1_000_000
+# moto returns an execution's whole history on every GetExecutionHistory (no paging), so a call costs more the
+# longer the run: following it once a second keeps this process off the cores the training jobs need.
+HISTORY_POLL_SECONDS = 1.0
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """What one offline run does; the defaults finish in a few minutes on 2 CPU cores and visit every state."""
@@ -62,19 +74,28 @@ class RunOptions:
     tuning_epochs: int = 3
     epochs: int = 8
     image_size: int = 64
+    # auto: ImageNet's ResNet18 if this machine has it, else the labelled stand-in (offline/initial_weights.py).
+    weights: str = "auto"
     schedule: bool = False
+    # A local job that prints nothing for this long is stopped as stuck; nothing else bounds a run that progresses.
+    stall_timeout: float = 600.0
     output: Path = field(default_factory=lambda: REPO_ROOT / "runs" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
     parameters: tuple[tuple[str, str], ...] = ()
     quiet: bool = False
 
-    def extra_hyperparameters(self, *, sample: bool) -> dict[str, Any]:
+    def extra_hyperparameters(self, *, sample: bool, weights: InitialWeights | None = None) -> dict[str, Any]:
         extra: dict[str, Any] = {"image_size": self.image_size}
+        if weights is not None:
+            extra["weights"] = weights.hyperparameter
         if sample:
             extra["debug_rule_parameters"] = json.dumps(SAMPLE_DEBUG_RULE_PARAMETERS)
             extra["profiler_rule_parameters"] = json.dumps(SAMPLE_PROFILER_RULE_PARAMETERS)
         return extra
 
-    def template_parameters(self, generated_counts: tuple[int, int, int] | None) -> dict[str, str]:
+    def template_parameters(
+        self, generated_counts: tuple[int, int, int] | None, weights: InitialWeights | None = None
+    ) -> dict[str, str]:
+        extra = self.extra_hyperparameters(sample=generated_counts is not None, weights=weights)
         parameters = {
             "MaxTuningJobs": str(self.tuning_jobs),
             "MaxParallelTuningJobs": "1",
@@ -82,7 +103,11 @@ class RunOptions:
             "TrainingEpochs": str(self.epochs),
             # Real one-second waits: the local jobs take real time and each poll is a real status call.
             "PollIntervalSeconds": "1",
-            "ExtraHyperparameters": json.dumps(self.extra_hyperparameters(sample=generated_counts is not None)),
+            # MaxPolls bounds a wait loop by its count of polls, which at one second apart is minutes, not the work
+            # a dataset needs: here it never ends a run. A stuck local job fails on the stall timeout instead
+            # (RunOptions.stall_timeout), and every job on its MaxRuntimeInSeconds, as on AWS.
+            "MaxPolls": str(OFFLINE_MAX_POLLS),
+            "ExtraHyperparameters": json.dumps(extra),
         }
         expected_classes = self.expected_classes or (self.classes if generated_counts else None)
         expected_counts = self.expected_counts or generated_counts
@@ -189,10 +214,20 @@ def _fake_aws_environment() -> dict[str, str]:
 class OfflinePipeline:
     """The stack from template.yaml in moto, with the local SageMaker; several runs may share one instance."""
 
-    def __init__(self, work_dir: Path, parameters: dict[str, str], console: Console) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        parameters: dict[str, str],
+        console: Console,
+        initial_weights: InitialWeights | None = None,
+        stall_timeout: float | None = RunOptions.stall_timeout,
+    ) -> None:
         self.work_dir = work_dir
         self.parameters = parameters
         self.console = console
+        self.initial_weights = initial_weights
+        self.stall_timeout = stall_timeout
+        self._time_left: TimeLeft | None = None
         self._stack = ExitStack()
         self._last_poll: dict[str, dict[str, Any]] = {}
 
@@ -202,10 +237,12 @@ class OfflinePipeline:
         from moto import mock_aws
 
         from offline.local_sagemaker import LocalSageMaker
+        from offline.local_sagemaker.progress import TimeLeft
         from offline.moto_shims import offline_aws_patches
         from offline.stack import Template, deploy_to_moto
 
         # Restored on exit: a test process goes on after the offline run.
+        self._time_left = TimeLeft()
         self._stack.enter_context(mock.patch.dict(os.environ, _fake_aws_environment()))
         os.environ.pop("AWS_PROFILE")
         # moto's Step Functions engine reports every caught task failure as an exception log line.
@@ -216,7 +253,12 @@ class OfflinePipeline:
         self._stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
         self._stack.enter_context(offline_aws_patches(include_sagemaker_actions=False, fast_timers=False))
         self.sagemaker = self._stack.enter_context(
-            LocalSageMaker(self.work_dir / "sagemaker", progress=self._on_progress, log=self._on_log)
+            LocalSageMaker(
+                self.work_dir / "sagemaker",
+                progress=self._on_progress,
+                log=self._on_log,
+                stall_timeout_seconds=self.stall_timeout,
+            )
         )
         self.template = Template(parameters=self.parameters)
         self.stack = deploy_to_moto(self.template)
@@ -231,12 +273,13 @@ class OfflinePipeline:
 
     # -- progress ---------------------------------------------------------------------------------------------
 
-    def _on_progress(self, event: Any) -> None:
+    def _on_progress(self, event: ProgressEvent) -> None:
+        time_left = self._time_left.observe(event, time.monotonic()) if self._time_left else None
         if event.kind == "metrics" and event.metrics:
             shown = " ".join(f"{k}={v:.4g}" for k, v in event.metrics.items())
             where = f"trial {event.trial}/{event.trials} " if event.trial else ""
-            epoch = f"epoch {event.epoch} " if event.epoch else ""
-            self.console.say(f"    {event.resource}: {where}{epoch}{shown}")
+            epoch = f"epoch {event.epoch}/{event.epochs or '?'} " if event.epoch else ""
+            self.console.say(f"    {event.resource}: {where}{epoch}{shown}" + (f" ({time_left})" if time_left else ""))
         elif event.kind == "note":
             self.console.say(f"    note: {event.message}")
         else:
@@ -276,7 +319,8 @@ class OfflinePipeline:
 
     # -- one run ------------------------------------------------------------------------------------------------
 
-    def run(self, trigger: Callable[[], None], output_dir: Path, timeout: float = 3600) -> RunResult:
+    def run(self, trigger: Callable[[], None], output_dir: Path, timeout: float | None = None) -> RunResult:
+        """One execution, followed to its end; ``timeout`` (tests) stops it after that many seconds."""
         import boto3
 
         sfn = boto3.client("stepfunctions")
@@ -286,7 +330,7 @@ class OfflinePipeline:
         self.console.say(f"execution started by EventBridge: {execution_arn.rsplit(':', 1)[-1]}")
         visits: list[StateVisit] = []
         seen_events = 0
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout if timeout is not None else None
         while True:
             description = sfn.describe_execution(executionArn=execution_arn)
             events = list(_history(sfn, execution_arn))
@@ -295,10 +339,10 @@ class OfflinePipeline:
             seen_events = len(events)
             if description["status"] != "RUNNING":
                 break
-            if time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline:
                 sfn.stop_execution(executionArn=execution_arn, error="OfflineTimeout", cause="the offline run gave up")
                 raise TimeoutError(f"execution still running after {timeout:.0f} s")
-            time.sleep(0.3)
+            time.sleep(HISTORY_POLL_SECONDS)
         self.sagemaker.wait_idle(timeout=300)
         final_state = _final_state(events)
         result = RunResult(
@@ -316,7 +360,7 @@ class OfflinePipeline:
         return result
 
     def _wait_for_new_execution(self, known: set[str], timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout if timeout is not None else None
         while time.monotonic() < deadline:
             fresh = [e for e in self.executions() if e["executionArn"] not in known]
             if fresh:
@@ -386,6 +430,7 @@ class OfflinePipeline:
                 for v in result.visits
             ],
             "local_tuner": "trials sample the search ranges at random (SageMaker would use Bayesian search)",
+            "initial_weights": self.initial_weights.__dict__ if self.initial_weights else None,
             "outcome": result.outcome,
             "lease": state.get("lease"),
             "dedupe": state.get("dedupe"),
@@ -587,6 +632,8 @@ def print_audit(result: RunResult, prediction: dict[str, Any] | None, out: Any =
     if record.get("rules"):
         for rule_line in _rule_lines(record["rules"]):
             line(rule_line)
+    if record.get("initial_weights"):
+        line(f"Initial weights: {record['initial_weights']['description']}")
     metrics = record.get("metrics") or {}
     if "test:accuracy" in metrics:
         int8 = metrics.get("test:int8_accuracy")
@@ -628,7 +675,22 @@ def parse_args(argv: list[str]) -> RunOptions:
     parser.add_argument("--tuning-epochs", type=int, default=RunOptions.tuning_epochs)
     parser.add_argument("--epochs", type=int, default=RunOptions.epochs, help="final training epochs")
     parser.add_argument("--image-size", type=int, default=RunOptions.image_size, help="training resolution (px)")
+    parser.add_argument(
+        "--weights",
+        choices=WEIGHT_CHOICES,
+        default=RunOptions.weights,
+        help="auto: ImageNet's ResNet18 if in the torch hub cache, else a labelled stand-in (frozen backbone, head "
+        "on cached features, as in production); random: train the whole network from random init",
+    )
     parser.add_argument("--schedule", action="store_true", help="start through the schedule rule, not the upload")
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=RunOptions.stall_timeout,
+        metavar="SECONDS",
+        help="a local job that prints nothing for this long fails as stuck (jobs print every epoch and progress "
+        "line); nothing else ends a run that progresses",
+    )
     parser.add_argument("--output", type=Path, help="folder for the history, run record and graph")
     parser.add_argument(
         "--parameter", action="append", default=[], metavar="NAME=VALUE", help="any other template parameter"
@@ -650,7 +712,9 @@ def parse_args(argv: list[str]) -> RunOptions:
         tuning_epochs=args.tuning_epochs,
         epochs=args.epochs,
         image_size=args.image_size,
+        weights=args.weights,
         schedule=args.schedule,
+        stall_timeout=args.stall_timeout,
         parameters=tuple(parameters),
     )
     if args.output:
@@ -678,7 +742,13 @@ def offline_pipeline(options: RunOptions, console: Console) -> Iterator[tuple[Of
             "the sample's jobs last seconds, so its rules judge shorter spans than SageMaker's defaults: "
             f"{SAMPLE_DEBUG_RULE_PARAMETERS | SAMPLE_PROFILER_RULE_PARAMETERS}"
         )
-    with OfflinePipeline(options.output / "work", options.template_parameters(generated), console) as pipeline:
+    work_dir = options.output / "work"
+    weights = choose_initial_weights(options.weights, work_dir)
+    console.say(f"initial weights: {weights.description}")
+    parameters = options.template_parameters(generated, weights)
+    with OfflinePipeline(
+        work_dir, parameters, console, initial_weights=weights, stall_timeout=options.stall_timeout
+    ) as pipeline:
         yield pipeline, zip_path
 
 

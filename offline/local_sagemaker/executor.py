@@ -156,6 +156,7 @@ class LocalSageMaker:
     JPEG as ``image/jpeg``; None checks ``/ping`` only). ``spot_interruptions``: a predicate on job names; a
     managed-spot job it selects loses its capacity once, right after its first checkpoint, and restarts from the
     checkpoints synced to ``CheckpointConfig.S3Uri`` (SecondaryStatus Interrupted → Restarting → Training).
+    ``stall_timeout_seconds``: a job whose process prints nothing for that long fails as stuck (default: never).
     """
 
     def __init__(
@@ -171,6 +172,7 @@ class LocalSageMaker:
         health_check_request: tuple[bytes, str] | None = DEFAULT_HEALTH_CHECK_REQUEST,
         endpoint_startup_timeout_seconds: float = 180.0,
         spot_interruptions: SpotInterruptions | None = None,
+        stall_timeout_seconds: float | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.seed = seed
@@ -183,6 +185,7 @@ class LocalSageMaker:
             fallback_code_dirs=(training_code_dir,) if training_code_dir else (),
             python=python,
             spot_interruptions=spot_interruptions,
+            stall_timeout_seconds=stall_timeout_seconds,
         )
         self.endpoints = EndpointHost(
             EndpointServices(

@@ -26,6 +26,7 @@ class ProgressEvent:
     trial: int | None = None
     trials: int | None = None
     epoch: int | None = None
+    epochs: int | None = None  # the job's ``epochs`` hyperparameter: how many epoch lines to expect
     metrics: Mapping[str, float] = field(default_factory=dict)
 
 
@@ -36,3 +37,79 @@ LogCallback = Callable[[str, str], None]
 def epoch_in(line: str) -> int | None:
     match = EPOCH_PATTERN.search(line)
     return int(match.group(1)) if match else None
+
+
+@dataclass
+class _JobClock:
+    started: float
+    epochs: int | None
+    first_epoch_at: float | None = None
+    last_epoch: int = 0
+    last_epoch_at: float | None = None
+
+
+@dataclass
+class TimeLeft:
+    """Estimates how long the running training jobs (and the tuning job around a trial) still take.
+
+    A job's time per epoch is the mean between its epoch lines; before its second epoch, the time from its start
+    to its first epoch line, which also holds the one-off work (decoding, a feature pass) and so errs long. A
+    tuning job's remaining trials each take what its finished trials took on average, or, before any finished,
+    what the current trial is estimated to take in all. The estimate covers the epochs, not what follows them
+    (the test evaluation, the int8 check, the rules), and says nothing until a job has reported an epoch.
+    """
+
+    jobs: dict[str, _JobClock] = field(default_factory=dict)
+    trial_seconds: dict[str, list[float]] = field(default_factory=dict)
+
+    def observe(self, event: ProgressEvent, now: float) -> str | None:
+        """Feed every event in order; returns the estimate to show for an epoch line, else None."""
+        if event.kind == "status" and event.status == "InProgress" and event.resource not in self.jobs:
+            self.jobs[event.resource] = _JobClock(started=now, epochs=event.epochs)
+        clock = self.jobs.get(event.resource)
+        if clock is None:
+            return None
+        if event.kind == "status" and event.status in ("Completed", "Failed", "Stopped"):
+            del self.jobs[event.resource]
+            if event.tuning_job and event.status == "Completed":
+                self.trial_seconds.setdefault(event.tuning_job, []).append(now - clock.started)
+            return None
+        if event.kind != "metrics" or event.epoch is None or event.epoch <= clock.last_epoch:
+            return None
+        if clock.first_epoch_at is None:
+            clock.first_epoch_at = now
+        clock.last_epoch, clock.last_epoch_at = event.epoch, now
+        return self._describe(event, clock, now)
+
+    def job_seconds_left(self, clock: _JobClock) -> float | None:
+        if clock.epochs is None or clock.first_epoch_at is None or clock.last_epoch_at is None:
+            return None
+        if clock.last_epoch >= 2:
+            per_epoch = (clock.last_epoch_at - clock.first_epoch_at) / (clock.last_epoch - 1)
+        else:
+            per_epoch = clock.first_epoch_at - clock.started
+        return max(0.0, clock.epochs - clock.last_epoch) * per_epoch
+
+    def _describe(self, event: ProgressEvent, clock: _JobClock, now: float) -> str | None:
+        job_left = self.job_seconds_left(clock)
+        if job_left is None:
+            return None
+        text = f"about {format_duration(job_left)} left in this job"
+        if event.tuning_job and event.trial and event.trials:
+            finished = self.trial_seconds.get(event.tuning_job) or []
+            per_trial = sum(finished) / len(finished) if finished else (now - clock.started) + job_left
+            tuning_left = job_left + (event.trials - event.trial) * per_trial
+            after = event.trials - event.trial
+            text += f", {format_duration(tuning_left)} in the tuning job ({after} more trial{'s' * (after != 1)})"
+        return text
+
+
+def format_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

@@ -76,6 +76,10 @@ class JobServices:
     fallback_code_dirs: tuple[Path, ...]
     python: str = sys.executable
     rule_timeout_seconds: float = 900.0
+    # A job whose process prints nothing for this long is stopped as stuck (None: never). SageMaker has no such
+    # bound, only MaxRuntimeInSeconds; the offline run sets one, so that a job that hangs fails in minutes with the
+    # last thing it said, while a job that keeps printing (epochs, the training code's progress lines) runs on.
+    stall_timeout_seconds: float | None = None
     spot_interruptions: SpotInterruptions | None = None
     # Taken when the executor is created: an in-process Lambda handler patches os.environ while it runs, and its
     # variables must not leak into a job that happens to start meanwhile.
@@ -139,6 +143,11 @@ class TrainingRun:
         self.metrics = MetricReader([dict(d) for d in definitions])
         self._stop_requested = threading.Event()
         self._max_runtime_exceeded = False
+        self._stalled: str | None = None
+        self._last_output = time.monotonic()
+        self._last_line = ""
+        epochs = decode_hyperparameters(self.request.get("HyperParameters") or {}).get("epochs")
+        self.epochs = int(epochs) if isinstance(epochs, (int, float, str)) and str(epochs).isdigit() else None
         self._spot_reclaimed = threading.Event()
         self.interruptions = 0
         self._process: subprocess.Popen[str] | None = None
@@ -212,6 +221,7 @@ class TrainingRun:
                 tuning_job=self.tuning_job,
                 trial=self.trial,
                 trials=self.trials,
+                epochs=self.epochs,
                 **fields,
             )
         )
@@ -316,6 +326,9 @@ class TrainingRun:
         if self._max_runtime_exceeded:
             limit = (request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
             self._end("Stopped", "MaxRuntimeExceeded", f"Training job exceeded MaxRuntimeInSeconds ({limit} s)")
+        elif self._stalled:
+            self._upload_output_data(s3)
+            self._end("Failed", "Failed", "Training job failed", self._stalled)
         elif self._stop_requested.is_set():
             self._end("Stopped", "Stopped", "Training job stopped")
         elif exit_code != 0:
@@ -390,20 +403,41 @@ class TrainingRun:
         ]
         for reader in readers:
             reader.start()
-        limit = (self.request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
-        try:
-            exit_code = process.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            self._max_runtime_exceeded = True
-            process.kill()
-            exit_code = process.wait()
+        exit_code = self._wait(process)
         for reader in readers:
             reader.join()
         return exit_code
 
+    def _wait(self, process: subprocess.Popen[str]) -> int:
+        """The exit code, after killing a process that outlived MaxRuntimeInSeconds or stopped printing."""
+        limit = (self.request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+        deadline = self._started + limit if limit else None
+        stall = self.services.stall_timeout_seconds
+        self._last_output = time.monotonic()
+        while True:
+            try:
+                return process.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                self._max_runtime_exceeded = True
+            elif stall is not None and now - self._last_output > stall:
+                self._stalled = (
+                    f"AlgorithmError: local executor: the training process printed nothing for {stall:.0f} s and "
+                    f"was stopped as stuck (its last line: {self._last_line[:300]!r}). A job that is making "
+                    "progress prints its epochs and progress lines; if this one legitimately works longer in "
+                    "silence, raise the offline run's --stall-timeout."
+                )
+            else:
+                continue
+            process.kill()
+            return process.wait()
+
     def _pump(self, stream: Any, is_stderr: bool) -> None:
         for raw in stream:
             line = raw.rstrip("\n")
+            self._last_output, self._last_line = time.monotonic(), line
             self._log(line)
             if is_stderr:
                 self._stderr_tail.append(line)

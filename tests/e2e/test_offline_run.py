@@ -6,8 +6,10 @@ endpoint, a bad dataset fails without touching it, and a second run replaces the
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import tarfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import boto3
 import profiler_rules
 import pytest
 
+from offline.initial_weights import choose_initial_weights
 from offline.local_sagemaker import tuning
 from offline.run import Console, OfflinePipeline, RunOptions, RunResult, audit_rows, main, print_audit
 from offline.synthetic_dataset import write_dataset_zip
@@ -26,7 +29,6 @@ CLASSES, COUNTS = 3, (96, 12, 12)
 # The template's default blocking rules; the others are reported (a model trained for seconds on 96 images may
 # well overfit).
 BLOCKING = "VanishingGradient,LossNotDecreasing"
-_SAMPLE = RunOptions(image_size=32)
 OPTIONS = RunOptions(
     classes=CLASSES,
     counts=COUNTS,
@@ -39,9 +41,6 @@ OPTIONS = RunOptions(
         # champion/challenger gate lets every model through here; tests/state_machine covers its decisions.
         ("AccuracyFloor", "0"),
         ("ChampionTolerance", "1"),
-        # The production path (frozen backbone, the head on cached features): seconds per job, and 9 training
-        # steps at batch 32 for the blocking rules to judge (the tuner's trial is pinned to batch 32 below).
-        ("ExtraHyperparameters", json.dumps(_SAMPLE.extra_hyperparameters(sample=True) | {"trainable": "fc"})),
     ),
 )
 TUNED = {"batch_size": json.dumps("32"), "learning_rate": "0.05"}
@@ -62,7 +61,11 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfflinePipeli
         env.setenv("AWS_DEFAULT_REGION", "us-east-1")
         # The local tuner samples at random; a batch of 128 would leave 3 training steps, too few to judge.
         env.setattr(tuning, "sample_hyperparameters", lambda ranges, rng: dict(TUNED))
-        with OfflinePipeline(work, OPTIONS.template_parameters(COUNTS), Console(quiet=True)) as offline:
+        # The offline run's default: the production path (frozen backbone, the head on cached features) from the
+        # stand-in weights, with 9 training steps at batch 32 for the blocking rules (the tuner is pinned below).
+        weights = choose_initial_weights("stand-in", work)
+        parameters = OPTIONS.template_parameters(COUNTS, weights)
+        with OfflinePipeline(work, parameters, Console(quiet=True), initial_weights=weights) as offline:
             yield offline
 
 
@@ -110,6 +113,14 @@ def test_upload_runs_every_state_and_the_endpoint_serves(
     assert verdicts["LowGPUUtilization"] == "NotEvaluated"
     assert "no GPU" in record["rules"]["details"]["LowGPUUtilization"]
     assert 0.0 <= record["metrics"]["test:accuracy"] <= 1.0
+    # the production path: the stand-in backbone frozen, only the head trained on cached features
+    bucket, key = record["model_artifact"].removeprefix("s3://").split("/", 1)
+    artifact = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(artifact)) as archive:
+        job_metrics = json.load(archive.extractfile("metrics.json"))  # type: ignore[arg-type]
+    assert job_metrics["trainable"] == "fc"
+    assert job_metrics["initial_weights"] == record["initial_weights"]["hyperparameter"]
+    assert job_metrics["timing"]["feature_cache_seconds"] > 0
     assert record["endpoint"]["serving_config"] == record["deployment"]["endpoint_config"]
     # and the endpoint answers a real prediction on a test image with one of the dataset's breeds
     prediction = pipeline.predict(first_run, dataset)
@@ -196,5 +207,7 @@ def test_audit_prints_every_rule_with_what_it_found(first_run: RunResult) -> Non
     text = "".join(lines)
 
     assert "Rule and profiler results (rule_report.json, profiler_report.json;" in text
+    assert "Initial weights: STAND-IN for ImageNet (asked for): ResNet18 of random weights (seed 0)" in text
+    assert "Accuracy figures are not ImageNet figures" in text
     assert re.search(r"\n  LossNotDecreasing +NoIssuesFound +the loss came down: mean of 3 loss\(es\)", text), text
     assert re.search(r"\n  LowGPUUtilization +NotEvaluated +CPU-only job: no GPU utilisation to judge", text), text

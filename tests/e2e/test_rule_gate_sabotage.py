@@ -19,6 +19,7 @@ import pytest
 import torch
 from dog_model import build_model
 
+from offline.initial_weights import choose_initial_weights
 from offline.local_sagemaker import tuning
 from offline.run import Console, OfflinePipeline, RunResult
 from offline.synthetic_dataset import write_dataset_zip
@@ -41,6 +42,12 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def stand_in(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The offline run's stand-in for ImageNet's weights: the jobs take the production path from it."""
+    return choose_initial_weights("stand-in", tmp_path_factory.mktemp("stand-in")).hyperparameter
+
+
+@pytest.fixture(scope="module")
 def dead_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ResNet18 weights that are all zero: the backbone's features are 0, so the head's weights get no gradient."""
     state = {name: torch.zeros_like(tensor) for name, tensor in build_model(1000).state_dict().items()}
@@ -56,7 +63,9 @@ def _tuner_samples(monkeypatch: pytest.MonkeyPatch, learning_rate: float) -> Non
     monkeypatch.setattr(tuning, "sample_hyperparameters", lambda ranges, rng: dict(chosen))
 
 
-def _run(tmp_path: Path, dataset: Path, path: str, **extra_hyperparameters: Any) -> tuple[RunResult, dict[str, Any]]:
+def _run(
+    tmp_path: Path, dataset: Path, path: str, weights: str, **extra_hyperparameters: Any
+) -> tuple[RunResult, dict[str, Any]]:
     parameters = PATHS[path] | {
         "MaxTuningJobs": "1",
         "MaxParallelTuningJobs": "1",
@@ -66,7 +75,7 @@ def _run(tmp_path: Path, dataset: Path, path: str, **extra_hyperparameters: Any)
         # The gate under test is the rule gate; the champion/challenger gate lets any model through here.
         "AccuracyFloor": "0",
         "ChampionTolerance": "1",
-        "ExtraHyperparameters": json.dumps({"image_size": 16, "trainable": "fc", **extra_hyperparameters}),
+        "ExtraHyperparameters": json.dumps({"image_size": 16, "weights": weights, **extra_hyperparameters}),
     }
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -89,12 +98,12 @@ def rule_path(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def test_a_loss_that_cannot_come_down_is_blocked_by_loss_not_decreasing(
-    tmp_path: Path, dataset: Path, rule_path: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, dataset: Path, stand_in: str, rule_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a tuner whose trial (and so the final training) uses learning rate 0
     _tuner_samples(monkeypatch, 0.0)
     # WHEN the dataset is uploaded
-    result, description = _run(tmp_path, dataset, rule_path)
+    result, description = _run(tmp_path, dataset, rule_path, stand_in)
     # THEN training completed, but the gate stopped the model naming LossNotDecreasing and how flat the loss was
     assert description["TrainingJobStatus"] == "Completed"
     assert result.error == "RuleIssuesFound", result.cause
@@ -117,7 +126,7 @@ def test_a_network_whose_gradients_vanish_is_blocked_by_vanishing_gradient(
     # GIVEN a sensible learning rate, but a backbone whose weights are all zero (the head's gradients are 0)
     _tuner_samples(monkeypatch, 0.05)
     # WHEN the dataset is uploaded
-    result, description = _run(tmp_path, dataset, rule_path, weights=str(dead_backbone))
+    result, description = _run(tmp_path, dataset, rule_path, str(dead_backbone))
     # THEN the gate stopped the model naming VanishingGradient and the tensor
     assert description["TrainingJobStatus"] == "Completed"
     assert result.error == "RuleIssuesFound", result.cause
@@ -128,12 +137,12 @@ def test_a_network_whose_gradients_vanish_is_blocked_by_vanishing_gradient(
 
 
 def test_healthy_training_on_the_same_data_passes_the_gate_with_its_profile(
-    tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, dataset: Path, stand_in: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN the same data and tuner with a sensible learning rate and a working backbone
     _tuner_samples(monkeypatch, 0.05)
     # WHEN the dataset is uploaded
-    result, _ = _run(tmp_path, dataset, "local-hook")
+    result, _ = _run(tmp_path, dataset, "local-hook", stand_in)
     # THEN the blocking rules judged and found nothing, and the model deployed
     assert result.succeeded, (result.error, result.cause)
     rules = result.record["rules"]

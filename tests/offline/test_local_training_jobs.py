@@ -122,8 +122,7 @@ def _create_training_job(
     boto3.client("sagemaker", region_name=REGION).create_training_job(
         TrainingJobName=name,
         HyperParameters=static | _encoded(hyperparameters),
-        **_job_definition(code_uri),
-        **extra,
+        **(_job_definition(code_uri) | extra),
     )
 
 
@@ -405,6 +404,46 @@ def test_stop_training_job_ends_the_running_script(tmp_path: Path) -> None:
     stopped = _describe("train-forever")
     assert stopped["TrainingJobStatus"] == "Stopped"
     assert stopped["SecondaryStatus"] == "Stopped"
+
+
+TALKING_THEN_SILENT_SCRIPT = """
+    import sys, time
+    for step in range(6):
+        print(f"progress: train epoch 1 step {step}/6", flush=True)
+        time.sleep(0.5)
+    print("about to hang", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_job_that_stops_printing_fails_as_stuck_with_its_last_line(tmp_path: Path) -> None:
+    # GIVEN an executor with a 2-second stall timeout and a job that prints every 0.5 s for 3 s, then hangs
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    _upload("validated/dogs.zip", b"zip-bytes")
+    with LocalSageMaker(tmp_path / "work", stall_timeout_seconds=2) as local:
+        _create_training_job("train-hangs", TALKING_THEN_SILENT_SCRIPT, {})
+        local.wait_idle(60)
+    failed = _describe("train-hangs")
+    # THEN the 3 s of progress (longer than the timeout) did not stop it; the silence did, saying so
+    log = local.training_runs["train-hangs"].log_file.read_text()
+    assert "progress: train epoch 1 step 5/6" in log
+    assert failed["TrainingJobStatus"] == "Failed"
+    assert (
+        "printed nothing for 2 s and was stopped as stuck (its last line: 'about to hang')" in (failed["FailureReason"])
+    )
+    assert "--stall-timeout" in failed["FailureReason"]
+
+
+def test_a_job_over_its_max_runtime_is_stopped_as_sagemaker_does(tmp_path: Path) -> None:
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    _upload("validated/dogs.zip", b"zip-bytes")
+    with LocalSageMaker(tmp_path / "work", stall_timeout_seconds=None) as local:
+        _create_training_job(
+            "train-too-long", TALKING_THEN_SILENT_SCRIPT, {}, StoppingCondition={"MaxRuntimeInSeconds": 2}
+        )
+        local.wait_idle(60)
+    stopped = _describe("train-too-long")
+    assert (stopped["TrainingJobStatus"], stopped["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
 
 
 # --- tuning --------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 import dog_data
 import dog_model
 import inference
+import profiler
 import profiler_rules
 import pytest
 import torch
@@ -36,8 +37,13 @@ RULE_STATUSES = {"NoIssuesFound", "IssuesFound", "NotEvaluated", "Error"}
 
 
 def run_script(script: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the script as ``python script args`` would (in this process, to share the imports); return stdout."""
+    """Run the script as ``python script args`` would (in this process, to share the imports); return stdout.
+
+    The job's process starts here: the profiler's initialisation (process start to first step) must not count
+    the minutes this test process ran before it."""
     monkeypatch.setattr(sys, "argv", [script, *args])
+    started = time.time()
+    monkeypatch.setattr(profiler, "process_start_time", lambda: started)
     output = io.StringIO()
     with contextlib.redirect_stdout(output):
         runpy.run_path(str(TRAINING_CODE / script), run_name="__main__")
@@ -342,12 +348,20 @@ def test_training_runs_when_smdebug_is_missing(sagemaker_env: SageMakerPaths, mo
     assert all(r["status"] == "Error" and "smdebug" in r["details"] for r in report["rules"].values())
 
 
+@pytest.mark.parametrize("path", ["streamed", "cached-features"])
 def test_resumed_run_finishes_the_same_epochs_as_an_uninterrupted_one(
-    sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, path: str
 ) -> None:
+    weights = []
+    if path == "cached-features":  # a backbone file, as ImageNet's: trainable auto is the head on cached features
+        torch.save(dog_model.build_model(1000).state_dict(), tmp_path / "initial.pth")
+        weights = ["--weights", str(tmp_path / "initial.pth")]
     # GIVEN an uninterrupted 2-epoch run
-    run_script("hpo.py", ["--epochs", "2", "--checkpoint_dir", str(tmp_path / "ck_a"), *FAST_ARGS], monkeypatch)
+    run_script(
+        "hpo.py", ["--epochs", "2", "--checkpoint_dir", str(tmp_path / "ck_a"), *FAST_ARGS, *weights], monkeypatch
+    )
     uninterrupted = read_json(sagemaker_env.model_dir / "metrics.json")
+    assert uninterrupted["trainable"] == ("fc" if weights else "all")
 
     # AND a run interrupted (spot reclaim) during epoch 2
     real_train_one_epoch = training_job.train_one_epoch
@@ -359,7 +373,7 @@ def test_resumed_run_finishes_the_same_epochs_as_an_uninterrupted_one(
             raise KeyboardInterrupt("spot instance reclaimed")
         return real_train_one_epoch(*args, **kwargs)
 
-    checkpoint_args = ["--epochs", "2", "--checkpoint_dir", str(tmp_path / "ck_b"), *FAST_ARGS]
+    checkpoint_args = ["--epochs", "2", "--checkpoint_dir", str(tmp_path / "ck_b"), *FAST_ARGS, *weights]
     with monkeypatch.context() as patch:
         patch.setattr(training_job, "train_one_epoch", interrupted_in_epoch_two)
         with pytest.raises(KeyboardInterrupt):
@@ -374,6 +388,9 @@ def test_resumed_run_finishes_the_same_epochs_as_an_uninterrupted_one(
     assert [e["epoch"] for e in resumed["epochs"]] == [1, 2]
     assert resumed["epochs"][1]["train_loss"] == pytest.approx(uninterrupted["epochs"][1]["train_loss"], rel=1e-5)
     assert resumed["test_accuracy"] == pytest.approx(uninterrupted["test_accuracy"])
+    if weights:  # AND the head path checkpoints the head only: the backbone comes back from the initial weights
+        saved = torch.load(tmp_path / "ck_b" / "checkpoint.pth", weights_only=True)["model"]
+        assert set(saved) == {"weight", "bias"}
 
 
 def test_frozen_backbone_trains_only_the_head(
