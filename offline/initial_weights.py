@@ -3,22 +3,27 @@
 Every job on AWS starts from torchvision's ImageNet ResNet18 and takes the production path: the backbone frozen,
 its features computed once per image, only the head trained (``training_code/dog_model.py``). The offline run takes
 the same path. The ImageNet file cannot be downloaded here, so unless it already sits in the torch hub cache the
-jobs get a stand-in: a ResNet18 of seeded random weights, saved as a file of the same layout (1000-class head
-included) and loaded by the same code (``--weights FILE``), so decoding, the feature pass, the head training, the
-rules and the artifact are the production code. What the stand-in is not: a network that learned anything. Its
-frozen features are random projections of the pixels, good enough on the generated sample's colours and shapes and
-poor on real photos, so accuracy figures with it are not ImageNet figures; the run says so at the start and in
-its audit. ``--weights random`` trains from random init instead (the whole network learns: the from-scratch path).
+jobs get ``--weights stand-in``: a ResNet18 of seeded random weights, the same network in every job, loaded as a
+pretrained backbone is, so decoding, the feature pass, the head training, the rules and the artifact are the
+production code. What the stand-in is not: a network that learned anything. Its frozen features are random
+projections of the pixels, good enough on the generated sample's colours and shapes and poor on real photos, so
+accuracy figures with it are not ImageNet figures; the run says so at the start and in its audit.
+``--weights random`` trains from random init instead (the whole network learns: the from-scratch path).
+
+This module decides without importing torch (5 s here): the hub folder follows torch.hub.get_dir's documented
+rule, which a test holds against torch's own.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-STAND_IN_SEED = 0
-STAND_IN_FILE = f"stand-in-resnet18-random-seed{STAND_IN_SEED}.pth"
-CHOICES = ("auto", "imagenet", "stand-in", "random")
+# torchvision's ResNet18_Weights.DEFAULT file (the name carries the start of its SHA-256); a test checks it.
+IMAGENET_RESNET18_FILE = "resnet18-f37072fd.pth"
+STAND_IN = "stand-in"  # dog_model.STAND_IN, the training code's own name for it
+CHOICES = ("auto", "imagenet", STAND_IN, "random")
 
 
 @dataclass(frozen=True)
@@ -29,37 +34,20 @@ class InitialWeights:
     kind: str  # "imagenet", "stand-in" or "random"
     description: str
 
-    @property
-    def pretrained_figures(self) -> bool:
-        return self.kind == "imagenet"
+
+def torch_hub_dir() -> Path:
+    """torch.hub.get_dir() without importing torch: $TORCH_HOME/hub, TORCH_HOME defaulting to $XDG_CACHE_HOME/torch
+    and XDG_CACHE_HOME to ~/.cache."""
+    cache = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))) / "hub"
 
 
 def imagenet_weights_file() -> Path:
     """Where torchvision keeps ``ResNet18_Weights.DEFAULT`` (the file ``--weights imagenet`` reads in a job)."""
-    import torch
-    from torchvision.models import ResNet18_Weights
-
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(ResNet18_Weights.DEFAULT.url).name
+    return torch_hub_dir() / "checkpoints" / IMAGENET_RESNET18_FILE
 
 
-def write_stand_in(path: Path) -> Path:
-    """A ResNet18 state_dict (1000-class head, as ImageNet's) of random weights drawn with ``STAND_IN_SEED``."""
-    import torch
-    from torchvision.models import resnet18
-
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.random.fork_rng():
-        torch.manual_seed(STAND_IN_SEED)
-        state = resnet18(weights=None).state_dict()
-    partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    partial.replace(path)
-    return path
-
-
-def choose_initial_weights(choice: str, work_dir: Path) -> InitialWeights:
+def choose_initial_weights(choice: str) -> InitialWeights:
     """``choice``: auto (ImageNet if cached here, else the stand-in), imagenet, stand-in or random."""
     if choice not in CHOICES:
         raise ValueError(f"weights must be one of {CHOICES}, got {choice!r}")
@@ -75,11 +63,10 @@ def choose_initial_weights(choice: str, work_dir: Path) -> InitialWeights:
                 "there (it cannot be downloaded offline), or use --weights stand-in"
             )
         return InitialWeights("imagenet", "imagenet", f"ImageNet ResNet18 ({imagenet}), frozen backbone")
-    stand_in = write_stand_in(work_dir / STAND_IN_FILE)
-    reason = "asked for" if choice == "stand-in" else f"ImageNet weights are not at {imagenet} and cannot be downloaded"
+    reason = "asked for" if choice == STAND_IN else f"ImageNet weights are not at {imagenet} and cannot be downloaded"
     return InitialWeights(
-        str(stand_in),
-        "stand-in",
-        f"STAND-IN for ImageNet ({reason}): ResNet18 of random weights (seed {STAND_IN_SEED}), frozen backbone, "
-        f"head on cached features as in production. Accuracy figures are not ImageNet figures",
+        STAND_IN,
+        STAND_IN,
+        f"STAND-IN for ImageNet ({reason}): ResNet18 of random weights (seed 0), frozen backbone, head on cached "
+        "features as in production. Accuracy figures are not ImageNet figures",
     )

@@ -56,6 +56,8 @@ SAMPLE_PROFILER_RULE_PARAMETERS = {
 
 
 OFFLINE_MAX_POLLS = 1_000_000
+# (tuning epochs, final epochs) by default: on the production path, from random init (RunOptions).
+EPOCHS = {False: (10, 20), True: (3, 8)}
 # moto returns an execution's whole history on every GetExecutionHistory (no paging), so a call costs more the
 # longer the run: following it once a second keeps this process off the cores the training jobs need.
 HISTORY_POLL_SECONDS = 1.0
@@ -71,8 +73,11 @@ class RunOptions:
     expected_classes: int | None = None
     expected_counts: tuple[int, int, int] | None = None
     tuning_jobs: int = 3
-    tuning_epochs: int = 3
-    epochs: int = 8
+    # None: what the path needs. On cached features an epoch of the head costs milliseconds, and the sample's 160
+    # images make 1-5 steps an epoch at the tuner's batch sizes: 10 and 20 epochs give every trial enough steps.
+    # From random init every epoch runs the whole network over the images: 3 and 8.
+    tuning_epochs: int | None = None
+    epochs: int | None = None
     image_size: int = 64
     # auto: ImageNet's ResNet18 if this machine has it, else the labelled stand-in (offline/initial_weights.py).
     weights: str = "auto"
@@ -99,8 +104,8 @@ class RunOptions:
         parameters = {
             "MaxTuningJobs": str(self.tuning_jobs),
             "MaxParallelTuningJobs": "1",
-            "TuningEpochs": str(self.tuning_epochs),
-            "TrainingEpochs": str(self.epochs),
+            "TuningEpochs": str(self.tuning_epochs or EPOCHS[self.weights == "random"][0]),
+            "TrainingEpochs": str(self.epochs or EPOCHS[self.weights == "random"][1]),
             # Real one-second waits: the local jobs take real time and each poll is a real status call.
             "PollIntervalSeconds": "1",
             # MaxPolls bounds a wait loop by its count of polls, which at one second apart is minutes, not the work
@@ -672,8 +677,8 @@ def parse_args(argv: list[str]) -> RunOptions:
     parser.add_argument("--expected-classes", type=int, help="override the template's ExpectedClasses")
     parser.add_argument("--expected-counts", type=int, nargs=3, metavar=("TRAIN", "VALID", "TEST"))
     parser.add_argument("--tuning-jobs", type=int, default=RunOptions.tuning_jobs)
-    parser.add_argument("--tuning-epochs", type=int, default=RunOptions.tuning_epochs)
-    parser.add_argument("--epochs", type=int, default=RunOptions.epochs, help="final training epochs")
+    parser.add_argument("--tuning-epochs", type=int, help="default: 10 (production path), 3 (--weights random)")
+    parser.add_argument("--epochs", type=int, help="final training epochs; default 20, or 8 with --weights random")
     parser.add_argument("--image-size", type=int, default=RunOptions.image_size, help="training resolution (px)")
     parser.add_argument(
         "--weights",
@@ -743,7 +748,7 @@ def offline_pipeline(options: RunOptions, console: Console) -> Iterator[tuple[Of
             f"{SAMPLE_DEBUG_RULE_PARAMETERS | SAMPLE_PROFILER_RULE_PARAMETERS}"
         )
     work_dir = options.output / "work"
-    weights = choose_initial_weights(options.weights, work_dir)
+    weights = choose_initial_weights(options.weights)
     console.say(f"initial weights: {weights.description}")
     parameters = options.template_parameters(generated, weights)
     with OfflinePipeline(

@@ -128,7 +128,8 @@ def build_arg_parser(
     run = parser.add_argument_group("run")
     run.add_argument(
         "--weights", type=text, default="auto",
-        help="auto (ImageNet if cached or downloadable, else random), imagenet, random, or a state_dict file",
+        help="auto (ImageNet if cached or downloadable, else random), imagenet, stand-in (seeded random weights "
+        "in ImageNet's place, offline), random, or a state_dict file",
     )  # fmt: skip
     run.add_argument("--weights_download_timeout", type=number, default=20.0, help="seconds per socket operation")
     run.add_argument("--precision", type=text, default="auto", choices=["auto", "bf16", "fp32"])
@@ -430,7 +431,9 @@ def _train(
     if trainable == "fc":
         feature_started = time.perf_counter()
         features = {
-            name: _cache_features(model, split, compute, dog_model.FEATURE_BATCH_SIZE, name == "train", progress, name)
+            name: _cache_features(
+                model, split, compute, dog_model.feature_batch_size(args.image_size), name == "train", progress, name
+            )
             for name, split in splits.items()
         }
         feature_seconds = time.perf_counter() - feature_started

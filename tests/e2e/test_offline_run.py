@@ -63,7 +63,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfflinePipeli
         env.setattr(tuning, "sample_hyperparameters", lambda ranges, rng: dict(TUNED))
         # The offline run's default: the production path (frozen backbone, the head on cached features) from the
         # stand-in weights, with 9 training steps at batch 32 for the blocking rules (the tuner is pinned below).
-        weights = choose_initial_weights("stand-in", work)
+        weights = choose_initial_weights("stand-in")
         parameters = OPTIONS.template_parameters(COUNTS, weights)
         with OfflinePipeline(work, parameters, Console(quiet=True), initial_weights=weights) as offline:
             yield offline

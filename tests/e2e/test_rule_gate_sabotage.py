@@ -42,9 +42,9 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stand_in(tmp_path_factory: pytest.TempPathFactory) -> str:
+def stand_in() -> str:
     """The offline run's stand-in for ImageNet's weights: the jobs take the production path from it."""
-    return choose_initial_weights("stand-in", tmp_path_factory.mktemp("stand-in")).hyperparameter
+    return choose_initial_weights("stand-in").hyperparameter
 
 
 @pytest.fixture(scope="module")

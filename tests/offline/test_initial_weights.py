@@ -2,75 +2,99 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import dog_model
 import pytest
 import torch
+from torchvision.models import ResNet18_Weights
 
-from offline.initial_weights import STAND_IN_FILE, choose_initial_weights, imagenet_weights_file
+from offline import initial_weights
+from offline.initial_weights import choose_initial_weights, imagenet_weights_file
 
 
 @pytest.fixture
-def torch_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    return tmp_path / "hub"
+def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch"
 
 
-def test_without_imagenet_weights_the_jobs_get_a_stand_in_that_says_what_it_is(torch_hub: Path, tmp_path: Path) -> None:
-    weights = choose_initial_weights("auto", tmp_path / "work")
+@pytest.mark.parametrize(
+    "environment",
+    [{}, {"XDG_CACHE_HOME": "/cache"}, {"TORCH_HOME": "/models/torch"}, {"TORCH_HOME": "~/t", "XDG_CACHE_HOME": "/x"}],
+)
+def test_the_imagenet_file_is_where_torch_keeps_it(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("TORCH_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    expected = Path(torch.hub.get_dir()) / "checkpoints" / Path(ResNet18_Weights.DEFAULT.url).name
+    assert imagenet_weights_file() == expected
 
-    assert weights.kind == "stand-in" and not weights.pretrained_figures
-    assert weights.hyperparameter == str(tmp_path / "work" / STAND_IN_FILE)
+
+def test_without_imagenet_weights_the_jobs_get_the_stand_in_that_says_what_it_is(torch_home: Path) -> None:
+    weights = choose_initial_weights("auto")
+
+    assert (weights.hyperparameter, weights.kind) == (dog_model.STAND_IN, "stand-in")
     assert "STAND-IN for ImageNet" in weights.description
-    assert str(torch_hub / "checkpoints" / "resnet18-f37072fd.pth") in weights.description
+    assert str(torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in weights.description
+    assert f"seed {dog_model.STAND_IN_SEED})" in weights.description
     assert "Accuracy figures are not ImageNet figures" in weights.description
 
 
-def test_the_stand_in_loads_as_a_pretrained_backbone_and_the_job_takes_the_production_path(
-    torch_hub: Path, tmp_path: Path
-) -> None:
-    # GIVEN the stand-in file the offline run hands the jobs as --weights
-    weights = choose_initial_weights("stand-in", tmp_path)
+def test_a_job_given_the_stand_in_takes_the_production_path_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
     model = dog_model.build_model(5)
-    # WHEN a job loads it (training_code's own loader, as for ImageNet's file)
-    used = dog_model.load_initial_weights(model, weights.hyperparameter, download_timeout_s=0)
-    # THEN the backbone is the file's, the 5-class head stays new, and only the head trains (cached features)
-    state = torch.load(weights.hyperparameter, weights_only=True)
-    assert torch.equal(model.state_dict()["layer4.1.conv2.weight"], state["layer4.1.conv2.weight"])
-    assert state["fc.weight"].shape == (1000, 512) and model.fc.weight.shape == (5, 512)
-    assert dog_model.resolve_trainable("auto", used) == "fc"
+    with caplog.at_level(logging.INFO, logger="dog_model"):
+        used = dog_model.load_initial_weights(model, choose_initial_weights("stand-in").hyperparameter)
+    # the backbone is the stand-in's, the 5-class head stays new, and only the head trains (cached features)
+    stand_in = dog_model.stand_in_state_dict()
+    assert torch.equal(model.state_dict()["layer4.1.conv2.weight"], stand_in["layer4.1.conv2.weight"])
+    assert stand_in["fc.weight"].shape == (1000, 512) and model.fc.weight.shape == (5, 512)
+    assert used == "stand-in" and dog_model.resolve_trainable("auto", used) == "fc"
+    assert "STAND-IN for ImageNet" in caplog.text and "not ImageNet figures" in caplog.text
 
 
-def test_the_stand_in_is_the_same_network_every_time(torch_hub: Path, tmp_path: Path) -> None:
-    first = torch.load(choose_initial_weights("stand-in", tmp_path / "a").hyperparameter, weights_only=True)
-    torch.manual_seed(12345)  # whatever the caller's random state
-    second = torch.load(choose_initial_weights("stand-in", tmp_path / "b").hyperparameter, weights_only=True)
+def test_the_stand_in_is_the_same_network_in_every_job() -> None:
+    first = dog_model.stand_in_state_dict()
+    torch.manual_seed(12345)  # whatever the job's own seed
+    second = dog_model.stand_in_state_dict()
     assert all(torch.equal(first[name], second[name]) for name in first)
+    # AND building it leaves the job's own random stream (its seeded head, its batches) where it was
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    dog_model.stand_in_state_dict()
+    assert torch.equal(torch.rand(3), expected)
 
 
-def test_imagenet_weights_in_the_torch_hub_cache_are_used(torch_hub: Path, tmp_path: Path) -> None:
+def test_imagenet_weights_in_the_torch_hub_cache_are_used(torch_home: Path) -> None:
     cached = imagenet_weights_file()
     cached.parent.mkdir(parents=True)
-    torch.save(dog_model.build_model(1000).state_dict(), cached)
+    cached.write_bytes(b"weights")
 
-    weights = choose_initial_weights("auto", tmp_path)
+    weights = choose_initial_weights("auto")
 
-    assert (weights.kind, weights.hyperparameter, weights.pretrained_figures) == ("imagenet", "imagenet", True)
-    assert not (tmp_path / STAND_IN_FILE).exists()
+    assert (weights.kind, weights.hyperparameter) == ("imagenet", "imagenet")
 
 
-def test_imagenet_asked_for_but_missing_says_where_to_put_it(torch_hub: Path, tmp_path: Path) -> None:
+def test_imagenet_asked_for_but_missing_says_where_to_put_it(torch_home: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"resnet18-f37072fd\.pth does not exist.*--weights stand-in"):
-        choose_initial_weights("imagenet", tmp_path)
+        choose_initial_weights("imagenet")
 
 
-def test_random_is_the_from_scratch_path(torch_hub: Path, tmp_path: Path) -> None:
-    weights = choose_initial_weights("random", tmp_path)
+def test_random_is_the_from_scratch_path() -> None:
+    weights = choose_initial_weights("random")
     assert weights.hyperparameter == "random"
     assert dog_model.resolve_trainable("auto", "random") == "all"
 
 
-def test_an_unknown_choice_is_refused(tmp_path: Path) -> None:
+def test_an_unknown_choice_is_refused() -> None:
     with pytest.raises(ValueError, match="weights must be one of"):
-        choose_initial_weights("resnet50", tmp_path)
+        choose_initial_weights("resnet50")
+
+
+def test_the_offline_name_of_the_stand_in_is_the_training_codes() -> None:
+    assert initial_weights.STAND_IN == dog_model.STAND_IN

@@ -119,3 +119,7 @@ def test_folded_backbone_gives_the_same_features_and_leaves_the_model_alone() ->
     assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in folded.modules())
     assert not any(parameter.requires_grad for parameter in folded.parameters())
     assert all(torch.equal(tensor, before[name]) for name, tensor in model.state_dict().items())
+
+
+def test_feature_pass_batches_keep_the_pixels_of_32_images_at_224_px() -> None:
+    assert [dog_model.feature_batch_size(size) for size in (224, 300, 112, 64, 16)] == [32, 32, 128, 392, 512]
