@@ -21,9 +21,10 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-# The one test command: lint, types, then every test with coverage.
+# The one test command: lint, types, then every test with coverage, on every core (pytest-xdist). loadscope keeps
+# each module on one worker, so module-scoped fixtures (one pipeline, one trained model) are built once.
 test: lint typecheck
-	$(PY) -m pytest --cov --cov-report=term --cov-report=xml
+	$(PY) -m pytest -n logical --dist loadscope --cov --cov-report=term --cov-report=xml
 
 unit: setup
 	$(PY) -m pytest tests/unit -q

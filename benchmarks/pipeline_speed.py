@@ -14,7 +14,7 @@ checkout's ``functions/`` and root, ahead of the editable install.
 What is timed:
 - ``demo``: ``python -m offline.run`` with its defaults (``make demo`` after set-up), output in a temporary folder.
 - ``tests``: ruff check, ruff format --check, mypy and ``pytest --cov`` as ``make test`` runs them (lint, types,
-  every test with coverage), with the checkout's own pytest options (a checkout with pytest-xdist configured runs
+  every test with coverage), with the pytest options of the checkout's own Makefile (``-n logical`` where it runs
   in parallel); the passed/failed counts and the branch coverage are read from pytest's output.
 - ``full-dataset`` (opt-in; minutes): ``python -m offline.run --dataset <zip>`` on a generated full-count dataset
   (133 classes, 6,680 / 835 / 836 photo-sized JPEGs, 300-800 px a side, tens of KB each), the README's
@@ -101,7 +101,7 @@ def _test_notes(output: str) -> list[str]:
     return notes
 
 
-def commands_for(name: str, python: str, scratch: Path, dataset: Path | None) -> list[list[str]]:
+def commands_for(name: str, python: str, scratch: Path, dataset: Path | None, checkout: Path) -> list[list[str]]:
     bin_dir = Path(python).parent
     if name == "demo":
         return [[python, "-m", "offline.run", "--output", str(scratch / "demo")]]
@@ -112,8 +112,15 @@ def commands_for(name: str, python: str, scratch: Path, dataset: Path | None) ->
         [str(bin_dir / "ruff"), "check", "."],
         [str(bin_dir / "ruff"), "format", "--check", "."],
         [str(bin_dir / "mypy")],
-        [python, "-m", "pytest", "--cov", "--cov-report=term", "-p", "no:cacheprovider", "-q", "--durations=60"],
+        [python, "-m", "pytest", *pytest_options(checkout), "--cov", "--cov-report=term", "-q", "--durations=30"],
     ]
+
+
+def pytest_options(checkout: Path) -> list[str]:
+    """The options the checkout's ``make test`` gives pytest before ``--cov`` (for example ``-n logical``)."""
+    makefile = (checkout / "Makefile").read_text()
+    match = re.search(r"^\t\$\(PY\) -m pytest (.*?)--cov", makefile, flags=re.MULTILINE)
+    return match.group(1).split() if match else []
 
 
 def full_dataset(scratch: Path) -> Path:
@@ -151,7 +158,9 @@ def main() -> int:
             for label, checkout in checkouts:
                 timing = Timing(label, command)
                 for _ in range(args.repeat):
-                    seconds, code, output = _run(commands_for(command, args.python, scratch, dataset), checkout, log)
+                    seconds, code, output = _run(
+                        commands_for(command, args.python, scratch, dataset, checkout), checkout, log
+                    )
                     timing.seconds.append(seconds)
                     timing.failed |= code != 0
                     timing.notes = _test_notes(output) if command == "tests" else []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass, field
 
@@ -10,6 +11,14 @@ import pytest
 from pipeline.common.clients import reset_clients
 
 REGION = "us-east-1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker takes one core: torch in it (and in the training jobs and endpoints it starts,
+    which inherit the environment) runs one thread. Two OpenMP threads per process on two busy cores stall each
+    other far worse than one (tests/training/conftest.py, research/cpu-performance.md)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(autouse=True)
