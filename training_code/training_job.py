@@ -144,6 +144,10 @@ def build_arg_parser(
         "--int8_check", type=boolean, default=int8_check_default,
         help="quantise to int8 as the CPU endpoint would, record its test accuracy, ship calibration images",
     )  # fmt: skip
+    run.add_argument(
+        "--progress_interval_seconds", type=number, default=30.0,
+        help="at most one progress line (feature pass, steps of an epoch) per this many seconds",
+    )  # fmt: skip
     run.add_argument("--checkpoint_dir", type=text, default=checkpoint_default, help='"" for none')
     run.add_argument("--data_dir", type=text, default=env.get("SM_CHANNEL_TRAINING", "dogImages"))
     run.add_argument("--model_dir", type=text, default=env.get("SM_MODEL_DIR", "model"))
@@ -164,10 +168,6 @@ def build_arg_parser(
         help='JSON object of Debugger rule parameters, named as SageMaker does: {"LossNotDecreasing_num_steps": 20}',
     )  # fmt: skip
     profiling = parser.add_argument_group("profiling")
-    run.add_argument(
-        "--progress_interval_seconds", type=number, default=30.0,
-        help="at most one progress line (feature pass, steps of an epoch) per this many seconds",
-    )  # fmt: skip
     profiling.add_argument("--profiler", type=boolean, default=True, help="false: no system or step profiling")
     profiling.add_argument(
         "--profiler_interval_ms", type=integer, default=500, choices=PROFILER_INTERVALS_MS,

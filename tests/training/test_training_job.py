@@ -510,3 +510,18 @@ def test_missing_inference_code_fails_before_training(
     with pytest.raises(FileNotFoundError, match=r"inference\.py is missing"):
         run_script("hpo.py", ["--epochs", "1", *FAST_ARGS], monkeypatch)
     assert not (sagemaker_env.model_dir / "model.pth").exists()
+
+
+def test_progress_lines_come_at_most_once_per_interval(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = iter([0.0, 10.0, 20.0, 31.0, 40.0, 62.0])
+    monkeypatch.setattr(training_job.time, "monotonic", lambda: next(clock))
+    progress = training_job.ProgressLog(30.0)  # created at t=0
+    for done in (100, 200, 300, 400, 500):  # at t = 10, 20, 31, 40, 62
+        progress.update("feature pass train", done, 1000)
+    # one line at 31 s (the rate since the phase began at 10 s), the next 30 s later at 62 s
+    assert capsys.readouterr().out.splitlines() == [
+        "progress: feature pass train 300/1000 (14.3/s)",
+        "progress: feature pass train 500/1000 (9.6/s)",
+    ]
