@@ -56,6 +56,7 @@ SAMPLE_PROFILER_RULE_PARAMETERS = {
 
 
 OFFLINE_MAX_POLLS = 1_000_000
+STAND_IN_ACCURACY_FLOOR = "0"
 # (tuning epochs, final epochs) by default: on the production path, from random init (RunOptions).
 EPOCHS = {False: (10, 20), True: (3, 8)}
 # moto returns an execution's whole history on every GetExecutionHistory (no paging), so a call costs more the
@@ -125,6 +126,10 @@ class RunOptions:
                 "ExpectedValidImages": str(valid),
                 "ExpectedTestImages": str(test),
             }
+        if weights is not None and weights.kind != "imagenet" and generated_counts is None:
+            # AccuracyFloor (0.60) is set for ImageNet features on real photos; a stand-in's random features or a
+            # few epochs from random init on a dataset of your own fall below it without anything being wrong.
+            parameters["AccuracyFloor"] = STAND_IN_ACCURACY_FLOOR
         return parameters | dict(self.parameters)
 
 
@@ -754,6 +759,11 @@ def offline_pipeline(options: RunOptions, console: Console) -> Iterator[tuple[Of
     weights = choose_initial_weights(options.weights)
     console.say(f"initial weights: {weights.description}")
     parameters = options.template_parameters(generated, weights)
+    if parameters.get("AccuracyFloor") == STAND_IN_ACCURACY_FLOOR and "AccuracyFloor" not in dict(options.parameters):
+        console.say(
+            f"AccuracyFloor {STAND_IN_ACCURACY_FLOOR} for this run (the template's 0.60 assumes ImageNet features on "
+            "real photos); --parameter AccuracyFloor=... sets your own"
+        )
     with OfflinePipeline(
         work_dir, parameters, console, initial_weights=weights, stall_timeout=options.stall_timeout
     ) as pipeline:
