@@ -43,6 +43,7 @@ def epoch_in(line: str) -> int | None:
 class _JobClock:
     started: float
     epochs: int | None
+    first_epoch: int = 0
     first_epoch_at: float | None = None
     last_epoch: int = 0
     last_epoch_at: float | None = None
@@ -52,11 +53,11 @@ class _JobClock:
 class TimeLeft:
     """Estimates how long the running training jobs (and the tuning job around a trial) still take.
 
-    A job's time per epoch is the mean between its epoch lines; before its second epoch, the time from its start
-    to its first epoch line, which also holds the one-off work (decoding, a feature pass) and so errs long. A
-    tuning job's remaining trials each take what its finished trials took on average, or, before any finished,
-    what the current trial is estimated to take in all. The estimate covers the epochs, not what follows them
-    (the test evaluation, the int8 check, the rules), and says nothing until a job has reported an epoch.
+    A job's time per epoch is the mean between its epoch lines, so the first estimate comes with its second epoch:
+    the time to the first epoch line holds the one-off work (decoding, the feature pass), which on cached features
+    is nearly all of a job, so it says nothing about the epochs left. A tuning job's remaining trials each take
+    what its finished trials took on average, or, before any finished, what the current trial is estimated to take
+    in all. The estimate covers the epochs, not what follows them (the test evaluation, the int8 check, the rules).
     """
 
     jobs: dict[str, _JobClock] = field(default_factory=dict)
@@ -77,17 +78,16 @@ class TimeLeft:
         if event.kind != "metrics" or event.epoch is None or event.epoch <= clock.last_epoch:
             return None
         if clock.first_epoch_at is None:
-            clock.first_epoch_at = now
+            clock.first_epoch, clock.first_epoch_at = event.epoch, now
         clock.last_epoch, clock.last_epoch_at = event.epoch, now
         return self._describe(event, clock, now)
 
     def job_seconds_left(self, clock: _JobClock) -> float | None:
         if clock.epochs is None or clock.first_epoch_at is None or clock.last_epoch_at is None:
             return None
-        if clock.last_epoch >= 2:
-            per_epoch = (clock.last_epoch_at - clock.first_epoch_at) / (clock.last_epoch - 1)
-        else:
-            per_epoch = clock.first_epoch_at - clock.started
+        if clock.last_epoch <= clock.first_epoch:
+            return None
+        per_epoch = (clock.last_epoch_at - clock.first_epoch_at) / (clock.last_epoch - clock.first_epoch)
         return max(0.0, clock.epochs - clock.last_epoch) * per_epoch
 
     def _describe(self, event: ProgressEvent, clock: _JobClock, now: float) -> str | None:

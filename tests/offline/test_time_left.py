@@ -21,11 +21,11 @@ def _epoch(job: str, epoch: int, *, epochs: int | None = 4, **trial: object) -> 
     )
 
 
-def test_a_job_is_estimated_from_its_epoch_times_after_the_first_epoch() -> None:
+def test_a_job_is_estimated_from_the_time_between_its_epoch_lines() -> None:
     clock = TimeLeft()
     clock.observe(_status("train-1", "InProgress", epochs=5), now=0)
-    # The first epoch line comes 30 s in (decoding and the feature pass included): 4 epochs x 30 s, on the safe side
-    assert clock.observe(_epoch("train-1", 1, epochs=5), now=30) == "about 2 min 00 s left in this job"
+    # The first epoch line comes 30 s in, nearly all of it one-off work (decoding, the feature pass): no estimate
+    assert clock.observe(_epoch("train-1", 1, epochs=5), now=30) is None
     # Later epochs take 10 s each: 2 epochs left x 10 s
     clock.observe(_epoch("train-1", 2, epochs=5), now=40)
     assert clock.observe(_epoch("train-1", 3, epochs=5), now=50) == "about 20 s left in this job"
@@ -34,15 +34,17 @@ def test_a_job_is_estimated_from_its_epoch_times_after_the_first_epoch() -> None
 def test_a_tuning_job_adds_the_trials_after_this_one_at_the_finished_trials_mean() -> None:
     clock = TimeLeft()
     trial = {"tuning_job": "tune-1", "trials": 3}
-    # Trial 1 (no finished trial yet): its own estimate stands for each later trial: (20 + 20) x 2 + 20
-    clock.observe(_status("t-001", "InProgress", epochs=2, trial=1, **trial), now=0)
-    first = clock.observe(_epoch("t-001", 1, epochs=2, trial=1, **trial), now=20)
-    assert first == "about 20 s left in this job, 1 min 40 s in the tuning job (2 more trials)"
-    clock.observe(_status("t-001", "Completed", epochs=2, trial=1, **trial), now=50)
+    # Trial 1 (no finished trial yet): its own estimate stands for each later trial: (30 + 10) x 2 + 10
+    clock.observe(_status("t-001", "InProgress", epochs=3, trial=1, **trial), now=0)
+    clock.observe(_epoch("t-001", 1, epochs=3, trial=1, **trial), now=20)
+    first = clock.observe(_epoch("t-001", 2, epochs=3, trial=1, **trial), now=30)
+    assert first == "about 10 s left in this job, 1 min 30 s in the tuning job (2 more trials)"
+    clock.observe(_status("t-001", "Completed", epochs=3, trial=1, **trial), now=50)
     # Trial 2: one trial after it, at the 50 s trial 1 took
-    clock.observe(_status("t-002", "InProgress", epochs=2, trial=2, **trial), now=50)
-    second = clock.observe(_epoch("t-002", 1, epochs=2, trial=2, **trial), now=60)
-    assert second == "about 10 s left in this job, 1 min 00 s in the tuning job (1 more trial)"
+    clock.observe(_status("t-002", "InProgress", epochs=3, trial=2, **trial), now=50)
+    clock.observe(_epoch("t-002", 1, epochs=3, trial=2, **trial), now=60)
+    second = clock.observe(_epoch("t-002", 2, epochs=3, trial=2, **trial), now=65)
+    assert second == "about 5 s left in this job, 55 s in the tuning job (1 more trial)"
 
 
 def test_nothing_is_said_without_the_epoch_count_or_before_the_job_started() -> None:
@@ -52,13 +54,14 @@ def test_nothing_is_said_without_the_epoch_count_or_before_the_job_started() -> 
     assert clock.observe(_epoch("train-2", 1, epochs=None), now=5) is None
 
 
-def test_a_repeated_or_earlier_epoch_line_is_not_a_new_estimate() -> None:
-    # A resumed (spot) job prints epochs again from its checkpoint: only a later epoch moves the estimate
+def test_a_resumed_job_is_estimated_from_the_epochs_it_ran_since_its_restart() -> None:
+    # A resumed (spot) job prints epochs again from its checkpoint: repeated or earlier lines move nothing
     clock = TimeLeft()
-    clock.observe(_status("train-3", "InProgress"), now=0)
-    assert clock.observe(_epoch("train-3", 2), now=10) is not None
-    assert clock.observe(_epoch("train-3", 2), now=20) is None
-    assert clock.observe(_epoch("train-3", 1), now=30) is None
+    clock.observe(_status("train-3", "InProgress", epochs=6), now=0)
+    assert clock.observe(_epoch("train-3", 3), now=10) is None
+    assert clock.observe(_epoch("train-3", 3), now=20) is None
+    assert clock.observe(_epoch("train-3", 4, epochs=6), now=30) == "about 40 s left in this job"
+    assert clock.observe(_epoch("train-3", 2, epochs=6), now=35) is None
 
 
 def test_durations_read_as_people_say_them() -> None:
