@@ -36,22 +36,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from machine import cpu_line
+
 ROOT = Path(__file__).resolve().parents[1]
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
 FULL_COUNTS = (6680, 835, 836)
 FULL_CLASSES = 133
-
-
-def cpu_line() -> str:
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return f"CPU: unknown (no /proc/cpuinfo), {os.cpu_count()} cores"
-    model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, flags=re.MULTILINE)
-    flags_line = re.search(r"^flags\s*:(.*)$", cpuinfo, flags=re.MULTILINE)
-    flags = set(flags_line.group(1).split()) if flags_line else set()
-    shown = " ".join(f"{flag}={'yes' if flag in flags else 'no'}" for flag in CPU_FLAGS)
-    return f"CPU: {model.group(1).strip() if model else 'unknown'}, {os.cpu_count()} cores; {shown}"
 
 
 @dataclass

@@ -51,12 +51,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from machine import cpu_line
+
 from offline.synthetic_dataset import write_dataset_zip
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINING_CODE = ROOT / "training_code"
 TARGET_PERCENT = 2.0
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "amx_tile")
 
 
 @dataclass(frozen=True)
@@ -80,18 +81,6 @@ class Job:
     samples: int | None = None
     sampling_seconds: float | None = None
     job_seconds: float | None = None
-
-
-def cpu_line() -> str:
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return f"CPU: unknown (no /proc/cpuinfo), {os.cpu_count()} cores"
-    model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, flags=re.MULTILINE)
-    flags_line = re.search(r"^flags\s*:(.*)$", cpuinfo, flags=re.MULTILINE)
-    flags = set(flags_line.group(1).split()) if flags_line else set()
-    shown = " ".join(f"{flag}={'yes' if flag in flags else 'no'}" for flag in CPU_FLAGS)
-    return f"CPU: {model.group(1).strip() if model else 'unknown'}, {os.cpu_count()} cores; {shown}"
 
 
 def run_job(path: TrainingPath, profiler: bool, data_zip: Path, scratch: Path, args: argparse.Namespace) -> Job:
