@@ -31,7 +31,7 @@ from offline.initial_weights import CHOICES as WEIGHT_CHOICES
 from offline.initial_weights import InitialWeights, choose_initial_weights
 
 if TYPE_CHECKING:
-    from offline.local_sagemaker.progress import ProgressEvent, TimeLeft
+    from offline.local_sagemaker.progress import ProgressEvent
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -57,8 +57,9 @@ SAMPLE_PROFILER_RULE_PARAMETERS = {
 
 OFFLINE_MAX_POLLS = 1_000_000
 STAND_IN_ACCURACY_FLOOR = "0"
-# (tuning epochs, final epochs) by default: on the production path, from random init (RunOptions).
-EPOCHS = {False: (10, 20), True: (3, 8)}
+# (tuning epochs, final epochs) when not given (RunOptions): on the production path, and from random init.
+PRODUCTION_PATH_EPOCHS = (10, 20)
+FROM_SCRATCH_EPOCHS = (3, 8)
 # moto returns an execution's whole history on every GetExecutionHistory (no paging), so a call costs more the
 # longer the run: following it once a second keeps this process off the cores the training jobs need.
 HISTORY_POLL_SECONDS = 1.0
@@ -102,11 +103,12 @@ class RunOptions:
         self, generated_counts: tuple[int, int, int] | None, weights: InitialWeights | None = None
     ) -> dict[str, str]:
         extra = self.extra_hyperparameters(sample=generated_counts is not None, weights=weights)
+        tuning_epochs, epochs = FROM_SCRATCH_EPOCHS if self.weights == "random" else PRODUCTION_PATH_EPOCHS
         parameters = {
             "MaxTuningJobs": str(self.tuning_jobs),
             "MaxParallelTuningJobs": "1",
-            "TuningEpochs": str(self.tuning_epochs or EPOCHS[self.weights == "random"][0]),
-            "TrainingEpochs": str(self.epochs or EPOCHS[self.weights == "random"][1]),
+            "TuningEpochs": str(self.tuning_epochs or tuning_epochs),
+            "TrainingEpochs": str(self.epochs or epochs),
             # Real one-second waits: the local jobs take real time and each poll is a real status call.
             "PollIntervalSeconds": "1",
             # MaxPolls bounds a wait loop by its count of polls, which at one second apart is minutes, not the work
@@ -126,11 +128,18 @@ class RunOptions:
                 "ExpectedValidImages": str(valid),
                 "ExpectedTestImages": str(test),
             }
-        if weights is not None and weights.kind != "imagenet" and generated_counts is None:
-            # AccuracyFloor (0.60) is set for ImageNet features on real photos; a stand-in's random features or a
-            # few epochs from random init on a dataset of your own fall below it without anything being wrong.
+        if self.lowers_accuracy_floor(generated_counts, weights):
             parameters["AccuracyFloor"] = STAND_IN_ACCURACY_FLOOR
         return parameters | dict(self.parameters)
+
+    def lowers_accuracy_floor(
+        self, generated_counts: tuple[int, int, int] | None, weights: InitialWeights | None
+    ) -> bool:
+        """AccuracyFloor (0.60) is set for ImageNet features on real photos; a stand-in's random features or a few
+        epochs from random init on a dataset of your own fall below it without anything being wrong. A floor given
+        with --parameter stands."""
+        own_floor = "AccuracyFloor" in dict(self.parameters)
+        return weights is not None and weights.kind != "imagenet" and generated_counts is None and not own_floor
 
 
 @dataclass
@@ -237,7 +246,9 @@ class OfflinePipeline:
         self.console = console
         self.initial_weights = initial_weights
         self.stall_timeout = stall_timeout
-        self._time_left: TimeLeft | None = None
+        from offline.local_sagemaker.progress import TimeLeft
+
+        self._time_left = TimeLeft()
         self._stack = ExitStack()
         self._last_poll: dict[str, dict[str, Any]] = {}
 
@@ -247,12 +258,10 @@ class OfflinePipeline:
         from moto import mock_aws
 
         from offline.local_sagemaker import LocalSageMaker
-        from offline.local_sagemaker.progress import TimeLeft
         from offline.moto_shims import offline_aws_patches
         from offline.stack import Template, deploy_to_moto
 
         # Restored on exit: a test process goes on after the offline run.
-        self._time_left = TimeLeft()
         self._stack.enter_context(mock.patch.dict(os.environ, _fake_aws_environment()))
         os.environ.pop("AWS_PROFILE")
         # moto's Step Functions engine reports every caught task failure as an exception log line.
@@ -284,7 +293,7 @@ class OfflinePipeline:
     # -- progress ---------------------------------------------------------------------------------------------
 
     def _on_progress(self, event: ProgressEvent) -> None:
-        time_left = self._time_left.observe(event, time.monotonic()) if self._time_left else None
+        time_left = self._time_left.observe(event, time.monotonic())
         if event.kind == "metrics" and event.metrics:
             shown = " ".join(f"{k}={v:.4g}" for k, v in event.metrics.items())
             where = f"trial {event.trial}/{event.trials} " if event.trial else ""
@@ -759,7 +768,7 @@ def offline_pipeline(options: RunOptions, console: Console) -> Iterator[tuple[Of
     weights = choose_initial_weights(options.weights)
     console.say(f"initial weights: {weights.description}")
     parameters = options.template_parameters(generated, weights)
-    if parameters.get("AccuracyFloor") == STAND_IN_ACCURACY_FLOOR and "AccuracyFloor" not in dict(options.parameters):
+    if options.lowers_accuracy_floor(generated, weights):
         console.say(
             f"AccuracyFloor {STAND_IN_ACCURACY_FLOOR} for this run (the template's 0.60 assumes ImageNet features on "
             "real photos); --parameter AccuracyFloor=... sets your own"

@@ -43,10 +43,11 @@ def epoch_in(line: str) -> int | None:
 class _JobClock:
     started: float
     epochs: int | None
+    # Epoch numbers start at 1: 0 means no epoch line yet.
     first_epoch: int = 0
-    first_epoch_at: float | None = None
+    first_epoch_at: float = 0.0
     last_epoch: int = 0
-    last_epoch_at: float | None = None
+    last_epoch_at: float = 0.0
 
 
 @dataclass
@@ -77,15 +78,13 @@ class TimeLeft:
             return None
         if event.kind != "metrics" or event.epoch is None or event.epoch <= clock.last_epoch:
             return None
-        if clock.first_epoch_at is None:
+        if not clock.first_epoch:
             clock.first_epoch, clock.first_epoch_at = event.epoch, now
         clock.last_epoch, clock.last_epoch_at = event.epoch, now
         return self._describe(event, clock, now)
 
     def job_seconds_left(self, clock: _JobClock) -> float | None:
-        if clock.epochs is None or clock.first_epoch_at is None or clock.last_epoch_at is None:
-            return None
-        if clock.last_epoch <= clock.first_epoch:
+        if clock.epochs is None or clock.last_epoch <= clock.first_epoch:
             return None
         per_epoch = (clock.last_epoch_at - clock.first_epoch_at) / (clock.last_epoch - clock.first_epoch)
         return max(0.0, clock.epochs - clock.last_epoch) * per_epoch

@@ -147,7 +147,7 @@ class TrainingRun:
         self._last_output = time.monotonic()
         self._last_line = ""
         epochs = decode_hyperparameters(self.request.get("HyperParameters") or {}).get("epochs")
-        self.epochs = int(epochs) if isinstance(epochs, (int, float, str)) and str(epochs).isdigit() else None
+        self.epochs = int(epochs) if str(epochs).isdigit() else None
         self._spot_reclaimed = threading.Event()
         self.interruptions = 0
         self._process: subprocess.Popen[str] | None = None
