@@ -485,6 +485,7 @@ class OfflinePipeline:
     def predict(self, result: RunResult, zip_path: Path) -> dict[str, Any] | None:
         """One real prediction from the local endpoint on the first image of the dataset's test split."""
         import boto3
+        from moto.core import DEFAULT_ACCOUNT_ID
 
         endpoint = result.record.get("endpoint")
         if not endpoint or endpoint["status"] != "InService":
@@ -494,7 +495,12 @@ class OfflinePipeline:
         response = runtime.invoke_endpoint(
             EndpointName=endpoint["name"], ContentType="image/jpeg", Accept="application/json", Body=image
         )
-        return {"image": name, "prediction": json.loads(response["Body"].read())}
+        # The request the local model server answered, for the audit to print as a call a reader can repeat.
+        sample = result.output_dir / f"prediction_input{Path(name).suffix}"
+        sample.write_bytes(image)
+        fleet = self.sagemaker.endpoints.fleet(DEFAULT_ACCOUNT_ID, runtime.meta.region_name, endpoint["name"])
+        call = {"endpoint": endpoint["name"], "file": str(sample), "port": fleet.port if fleet else None}
+        return {"image": name, "prediction": json.loads(response["Body"].read()), "call": call}
 
     def _write_outputs(self, result: RunResult, events: list[dict[str, Any]]) -> None:
         from offline.asl_graph import render_svg
@@ -574,7 +580,7 @@ def _summary(visit: StateVisit) -> str:
             )
         ),
         "PickBestJob": lambda: f"best {out['best']['training_job_name']} {out['best']['hyperparameters']}",
-        "StartTraining": lambda: f"training job {out['training']['job_name']}",
+        "StartTraining": lambda: f"training job {out['training']['job_name']}; {_champion_line(out['training'])}",
         "CheckRules": lambda: f"rules {out['rules'].get('rules')}",
         "DeployEndpoint": lambda: f"{out['deployment']['action']} {out['deployment']['endpoint_config']}",
         "EvaluateModel": lambda: f"{'passed' if out['gate']['passed'] else 'rejected'}: {out['gate']['reason']}",
@@ -585,6 +591,15 @@ def _summary(visit: StateVisit) -> str:
         return f": {pick()}" if pick else ""
     except (KeyError, TypeError):
         return ""
+
+
+def _champion_line(training: dict[str, Any]) -> str:
+    champion = training.get("champion")
+    if not champion:
+        return "no model serving yet: the floor alone will decide"
+    if champion.get("problem"):
+        return f"the serving model cannot be scored ({champion['problem']}): the floor alone will decide"
+    return f"scores the serving model ({champion['endpoint_config']}) on the same test images"
 
 
 def _first_test_image(zip_path: Path) -> tuple[str, bytes]:
@@ -622,6 +637,26 @@ def _rule_lines(rules: dict[str, Any]) -> list[str]:
         lines.append(f"  {name:<24} {status:<14} {details.get(name, '')}")
     if rules.get("sagemaker_rules"):
         lines.append(f"  SageMaker's rule jobs: {rules['sagemaker_rules']}")
+    return lines
+
+
+def _invocation_lines(call: dict[str, Any] | None) -> list[str]:
+    """The prediction's request as commands: what the local model server answered (it stops with the run: the
+    offline AWS is in-process, so there is no runtime API URL for the aws CLI), and the same call on AWS."""
+    if not call:
+        return []
+    lines = []
+    if call.get("port"):
+        lines += [
+            "  the request the local model server answered (it stopped when the run ended):",
+            f"    curl -s http://127.0.0.1:{call['port']}/invocations -H 'Content-Type: image/jpeg' "
+            f"-H 'Accept: application/json' --data-binary @{call['file']}",
+        ]
+    lines += [
+        "  the same call to the deployed stack's endpoint (docs/deploy.md, Calling the endpoint):",
+        f"    aws sagemaker-runtime invoke-endpoint --endpoint-name {call['endpoint']} --content-type image/jpeg "
+        f"--body fileb://{call['file']} out.json",
+    ]
     return lines
 
 
@@ -676,6 +711,8 @@ def print_audit(result: RunResult, prediction: dict[str, Any] | None, out: Any =
         top = prediction["prediction"].get("predictions", prediction["prediction"])
         shown = ", ".join(f"{p['breed']} {p['probability']:.2f}" for p in top[:3]) if isinstance(top, list) else top
         line(f"Prediction for {prediction['image']}: {shown}")
+        for call_line in _invocation_lines(prediction.get("call")):
+            line(call_line)
     line(f"Execution history, run record and state machine graph: {result.output_dir}")
 
 

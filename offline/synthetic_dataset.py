@@ -96,8 +96,16 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int,
             draw.line((left + offset, bottom, left + offset + (bottom - top), top), fill=colour, width=stripe)
 
 
-def render_image(class_index: int, rng: np.random.Generator, *, image_size: int, realistic: bool) -> Image.Image:
-    """One image of a class: its background hue, shape and foreground hue, with per-image variation."""
+def render_image(
+    class_index: int,
+    rng: np.random.Generator,
+    *,
+    image_size: int,
+    realistic: bool,
+    noise_sigma: float | None = None,
+) -> Image.Image:
+    """One image of a class: its background hue, shape and foreground hue, with per-image variation.
+    ``noise_sigma``: the pixel noise (default 14 realistic, 6 not); more makes the images harder to tell apart."""
     background_hue, shape, foreground_hue = _class_signature(class_index)
     if realistic:
         width = int(np.clip(rng.normal(500, 90), 300, 800))
@@ -114,7 +122,8 @@ def render_image(class_index: int, rng: np.random.Generator, *, image_size: int,
     top = int(rng.integers(0, height - size + 1))
     _draw_shape(draw, shape, (left, top, left + size, top + size), foreground)
     pixels = np.asarray(image, dtype=np.float32)
-    noise_sigma = 14.0 if realistic else 6.0
+    if noise_sigma is None:
+        noise_sigma = 14.0 if realistic else 6.0
     pixels += rng.normal(0.0, noise_sigma, size=pixels.shape).astype(np.float32)
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
@@ -134,12 +143,14 @@ def write_dataset_zip(
     realistic: bool = False,
     seed: int = 0,
     root: str = "dogImages",
+    noise_sigma: dict[str, float] | None = None,
 ) -> Path:
     """Write a dogImages-layout zip and return its path.
 
     ``counts`` are the images per split (train, valid, test), spread evenly over the classes; every class gets at
     least one image in every split. ``root`` is the single top folder ("" for none). JPEGs are stored, not
-    deflated, as they are already compressed.
+    deflated, as they are already compressed. ``noise_sigma``: pixel noise per split name, for a split harder
+    (or easier) than the others.
     """
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
@@ -166,7 +177,13 @@ def write_dataset_zip(
                 archive.writestr(folder, b"")
                 breed = class_names[class_index].split(".", 1)[1]
                 for number in range(count):
-                    image = render_image(class_index, rng, image_size=image_size, realistic=realistic)
+                    image = render_image(
+                        class_index,
+                        rng,
+                        image_size=image_size,
+                        realistic=realistic,
+                        noise_sigma=(noise_sigma or {}).get(split),
+                    )
                     archive.writestr(f"{folder}{breed}_{number + 1:05d}.jpg", _jpeg_bytes(image, quality))
     return path
 

@@ -65,6 +65,7 @@ class DecodedSplit:
     images: torch.Tensor
     labels: torch.Tensor
     corrupt_files: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)  # of the decoded images, in order (corrupt ones left out)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -207,10 +208,11 @@ def decode_split(
             f"{index.source}: {len(corrupt)} of {len(refs)} images in {split}/ are corrupt "
             f"(more than the allowed {max_corrupt_fraction:.1%}), e.g. {corrupt[:3]}"
         )
-    kept = [(image, ref.label) for ref, image in zip(refs, decoded, strict=True) if image is not None]
+    kept = [(image, ref) for ref, image in zip(refs, decoded, strict=True) if image is not None]
     images = torch.stack([image for image, _ in kept]) if kept else torch.empty(0, image_size, image_size, 3)
-    labels = torch.tensor([label for _, label in kept], dtype=torch.long)
-    return DecodedSplit(images=images.to(torch.uint8), labels=labels, corrupt_files=corrupt)
+    labels = torch.tensor([ref.label for _, ref in kept], dtype=torch.long)
+    paths = [ref.path for _, ref in kept]
+    return DecodedSplit(images=images.to(torch.uint8), labels=labels, corrupt_files=corrupt, paths=paths)
 
 
 def normalise(images_nhwc: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -5,7 +5,9 @@ hyperparameters. With a Debugger config in the job, the hook follows it; without
 (losses, and scalar summaries of gradients, weights and ReLU inputs) goes to ``SM_OUTPUT_DATA_DIR/debug-trial``.
 Either way our rule equivalents (debug_rules.py) run on it at the end and ``rule_report.json`` in the output data
 records their results, so the pipeline's gate has evidence when SageMaker Debugger is off for the account.
-The artifact also carries the int8 check (``--int8_check``, on here): what a CPU endpoint may serve.
+The artifact also carries the int8 check (``--int8_check``, on here): what a CPU endpoint may serve. Then the saved
+model, and the serving one when the job has a ``champion`` channel, score the test split as the endpoint will serve
+them (``--evaluation``, on here): ``evaluation.json`` in the output data, the paired figures the gate decides on.
 """
 
 from __future__ import annotations
@@ -24,4 +26,5 @@ if __name__ == "__main__":
         debug_dir_default=DEBUG_DIR_DEFAULT,
         evaluate_debug_rules=True,
         int8_check_default=True,
+        evaluation_default=True,
     )

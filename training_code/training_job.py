@@ -20,7 +20,9 @@ int8 dot-product instructions, records the int8 test accuracy in ``metrics.json`
 calibration images (``calibration_images.pt``), so the endpoint serves int8 only where it was measured as good.
 ``rule_report.json`` (our Debugger rule results and the data-loader vs compute time split) and, from profiler.py,
 ``profiler_report.json`` with the samples it judged (``profiler/``) go to ``SM_OUTPUT_DATA_DIR``: the evidence the
-pipeline's gate reads on every account.
+pipeline's gate reads on every account. So do ``training_history.json`` (the per-epoch curves, for the run report)
+and, from train_model.py, ``evaluation.json`` (paired_evaluation.py: the model and the serving one scored on the
+same test images, for the champion/challenger gate).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import dog_data
 import dog_model
 import inference
 import numpy as np
+import paired_evaluation
 import profiler_rules
 import torch
 from debug_hook import DebugHook, create_debug_hook
@@ -65,6 +68,7 @@ SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 # Training images shipped for int8 calibration: ~4.8 MB at 224 px, enough for stable activation ranges.
 CALIBRATION_IMAGE_COUNT = 32
 PROFILER_INTERVALS_MS = (100, 200, 500, 1000, 5000, 60000)
+TRAINING_HISTORY_FILE = "training_history.json"
 
 
 def _json_tolerant(cast: Callable[[Any], Any]) -> Callable[[str], Any]:
@@ -95,7 +99,12 @@ def _boolean(value: Any) -> bool:
 
 
 def build_arg_parser(
-    *, epochs: int, debug_dir_default: str, description: str, int8_check_default: bool = False
+    *,
+    epochs: int,
+    debug_dir_default: str,
+    description: str,
+    int8_check_default: bool = False,
+    evaluation_default: bool = False,
 ) -> argparse.ArgumentParser:
     env = os.environ
     # SageMaker creates /opt/ml/checkpoints for a job with a CheckpointConfig (spot); the local executor names its
@@ -144,6 +153,19 @@ def build_arg_parser(
         "--int8_check", type=boolean, default=int8_check_default,
         help="quantise to int8 as the CPU endpoint would, record its test accuracy, ship calibration images",
     )  # fmt: skip
+    run.add_argument(
+        "--evaluation", type=boolean, default=evaluation_default,
+        help=f"score the saved model (and the champion, if given) on the test split as the endpoint would serve "
+        f"it, into {paired_evaluation.EVALUATION_FILE}",
+    )  # fmt: skip
+    run.add_argument(
+        "--champion_dir", type=text, default=env.get("SM_CHANNEL_CHAMPION", ""),
+        help="the serving model's artifact (its model.tar.gz, or an extracted folder) to score on the same images",
+    )  # fmt: skip
+    run.add_argument("--endpoint_instance_type", type=text, default="ml.m5.large", help="where the model will serve")
+    run.add_argument(
+        "--inference_precision", type=text, default="auto", help="the endpoint's INFERENCE_PRECISION setting"
+    )
     run.add_argument(
         "--progress_interval_seconds", type=number, default=30.0,
         help="at most one progress line (feature pass, steps of an epoch) per this many seconds",
@@ -601,8 +623,46 @@ def _train(
         "timing": timing,
     }
     save_model_artifact(args.model_dir, model, index.classes, metrics, calibration_images=calibration)
+    write_training_history(args.output_data_dir, metrics)
+    if args.evaluation:
+        _evaluate_as_served(args, index, splits["test"])
     write_rule_report(args.output_data_dir, hook, timing, corrupt, evaluate_debug_rules, debug_parameters)
     return metrics
+
+
+def write_training_history(output_data_dir: str, metrics: dict[str, Any]) -> Path:
+    """The per-epoch curves and the timing, for the run report (the model artifact's metrics.json sits behind 45 MB
+    of weights in model.tar.gz; the output data is small)."""
+    path = Path(output_data_dir) / TRAINING_HISTORY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = ("job", "classes", "image_size", "trainable", "initial_weights", "precision", "device", "hyperparameters",
+            "epochs", "test_loss", "test_accuracy", "timing")  # fmt: skip
+    path.write_text(json.dumps({key: metrics.get(key) for key in keys}, indent=1))
+    return path
+
+
+def _evaluate_as_served(args: argparse.Namespace, index: dog_data.DatasetIndex, test: dog_data.DecodedSplit) -> None:
+    result = paired_evaluation.evaluation(
+        challenger_dir=Path(args.model_dir),
+        champion_dir=Path(args.champion_dir) if args.champion_dir else None,
+        index=index,
+        test=test,
+        endpoint_instance_type=args.endpoint_instance_type,
+        inference_precision=args.inference_precision,
+        max_corrupt_fraction=args.max_corrupt_fraction,
+    )
+    paired_evaluation.write(args.output_data_dir, result)
+    challenger, paired = result["challenger"], result["paired"]
+    line = f"served_test_accuracy={challenger['accuracy']:.4f} served_as={challenger['served_as']}"
+    if paired:
+        low, high = paired["interval"]
+        line += (
+            f" champion_test_accuracy={paired['champion_accuracy']:.4f} paired_difference={paired['difference']:.4f}"
+            f" paired_interval_low={low:.4f} paired_interval_high={high:.4f} paired_images={paired['images']}"
+        )
+    elif result["champion"]:
+        line += " champion=unscored"
+    _emit(line)
 
 
 class _StepRecorder:
@@ -670,6 +730,7 @@ def main(
     debug_dir_default: str,
     evaluate_debug_rules: bool,
     int8_check_default: bool = False,
+    evaluation_default: bool = False,
 ) -> dict[str, Any]:
     configure_logging()
     parser = build_arg_parser(
@@ -677,6 +738,7 @@ def main(
         debug_dir_default=debug_dir_default,
         description=f"{job} training job",
         int8_check_default=int8_check_default,
+        evaluation_default=evaluation_default,
     )
     # SageMaker may add arguments of its own; unknown ones are logged rather than fatal.
     args, unknown = parser.parse_known_args(argv)

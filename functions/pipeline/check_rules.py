@@ -16,18 +16,15 @@ says is a warning.
 
 from __future__ import annotations
 
-import json
-import tarfile
-from pathlib import PurePosixPath
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
 
 from pipeline.common.clients import get_client
 from pipeline.common.config import Settings, load_settings
 from pipeline.common.errors import RuleEvaluationFailed, RuleIssuesFound, TrainingFailed
+from pipeline.common.job_outputs import job_artifact_uri, output_archive_uri, read_output_files
 from pipeline.common.observability import logger, metrics, tracer
 from pipeline.common.rule_evaluation import (
     NOT_REPORTED,
@@ -45,38 +42,15 @@ PROFILER_REPORT_NAME = "profiler_report.json"
 REPORT_NAMES = (RULE_REPORT_NAME, PROFILER_REPORT_NAME)
 
 
-def _split_s3_uri(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
-def job_artifact_uri(description: dict[str, Any], artifact: str) -> str:
-    output_path = description["OutputDataConfig"]["S3OutputPath"].rstrip("/")
-    return f"{output_path}/{description['TrainingJobName']}/{artifact}"
-
-
 def read_job_reports(s3: Any, output_archive_uri: str) -> dict[str, dict[str, Any]]:
     """The training code's rule and profiler reports, streamed out of the job's output.tar.gz."""
-    bucket, key = _split_s3_uri(output_archive_uri)
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
-            raise RuleEvaluationFailed(
-                f"the training job wrote no output data ({output_archive_uri} does not exist), so there is no "
-                f"{RULE_REPORT_NAME} or {PROFILER_REPORT_NAME} to judge the model by. The training code must write "
-                "them to SM_OUTPUT_DATA_DIR."
-            ) from error
-        raise
-    reports: dict[str, dict[str, Any]] = {}
-    # Streaming mode reads the archive once, front to back, without holding it in memory.
-    with tarfile.open(fileobj=body, mode="r|gz") as archive:
-        for member in archive:
-            name = PurePosixPath(member.name).name
-            if member.isfile() and name in REPORT_NAMES and PurePosixPath(member.name).parent.name in ("", "."):
-                extracted = archive.extractfile(member)
-                if extracted is not None:
-                    reports[name] = json.loads(extracted.read())
+    reports = read_output_files(s3, output_archive_uri, REPORT_NAMES)
+    if reports is None:
+        raise RuleEvaluationFailed(
+            f"the training job wrote no output data ({output_archive_uri} does not exist), so there is no "
+            f"{RULE_REPORT_NAME} or {PROFILER_REPORT_NAME} to judge the model by. The training code must write "
+            "them to SM_OUTPUT_DATA_DIR."
+        )
     missing = [name for name in REPORT_NAMES if name not in reports]
     if missing:
         raise RuleEvaluationFailed(
@@ -107,7 +81,7 @@ def check_rules(training: Training, settings: Settings, sagemaker: SageMakerGate
     description = sagemaker.call("describe_training_job", TrainingJobName=training.job_name)
     if description["TrainingJobStatus"] != "Completed":
         raise TrainingFailed(f"training job {training.job_name} is {description['TrainingJobStatus']}, not Completed.")
-    reports_uri = job_artifact_uri(description, "output/output.tar.gz")
+    reports_uri = output_archive_uri(description)
     reports = read_job_reports(s3, reports_uri)
     ours: dict[str, RuleResult] = {}
     for name in REPORT_NAMES:

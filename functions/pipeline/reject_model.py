@@ -23,8 +23,18 @@ from pipeline.common.state_models import Dataset, Gate
 from pipeline.notify_failure import SUBJECT_LIMIT, console_link
 
 
-def _accuracy(value: float | None) -> str:
-    return "none (no model was serving)" if value is None else f"{value:.4f}"
+def _comparison(gate: Gate) -> str:
+    paired = gate.paired
+    if paired:
+        low, high = paired["interval"]
+        return (
+            f"{paired['champion_accuracy']:.4f} on the same {paired['images']} test images (new model there: "
+            f"{paired['challenger_accuracy']:.4f}; difference {paired['difference']:+.4f}, "
+            f"{paired['confidence']:.0%} interval [{low:+.4f}, {high:+.4f}])"
+        )
+    if gate.comparison == "champion unscored":
+        return "not scored on these images (see the reason)"
+    return "none (no model was serving)"
 
 
 def rejection_notice(gate: Gate, dataset: Dataset, execution_name: str, execution_id: str) -> tuple[str, str]:
@@ -36,7 +46,7 @@ def rejection_notice(gate: Gate, dataset: Dataset, execution_name: str, executio
         "",
         f"Reason: {gate.reason}",
         f"New model's test accuracy: {gate.challenger_accuracy:.4f}",
-        f"Serving model's test accuracy: {_accuracy(gate.champion_accuracy)}",
+        f"Serving model's test accuracy: {_comparison(gate)}",
         f"Model package (now Rejected): {gate.model_package_arn}",
         f"Dataset: s3://{dataset.bucket}/{dataset.key}{version}",
         "",

@@ -1,8 +1,9 @@
 """StartTraining: the final training job with the best trial's hyperparameters, Debugger hook and rules.
 
 Input: ``{"dataset": $.dataset, "best": $.best, "execution_name": str}``.
-Output ($.training): ``{"job_name", "rules": [rule names], "output_uri", "code_uri", "spot", "checkpoint_uri"}``
-(``checkpoint_uri`` null without spot).
+Output ($.training): ``{"job_name", "rules": [rule names], "output_uri", "code_uri", "spot", "checkpoint_uri",
+"champion"}`` (``checkpoint_uri`` null without spot; ``champion`` null when nothing serves yet, else
+``pipeline.common.champion.serving_champion``'s dict: the model the job scores on the same test images).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from pipeline.common import names
+from pipeline.common.champion import serving_champion
 from pipeline.common.clients import get_client
 from pipeline.common.config import Settings, load_settings
 from pipeline.common.observability import logger, metrics, tracer
@@ -30,7 +32,11 @@ def start_training(
     # Same content, same key: this finds the bundle StartTuning uploaded instead of uploading it again.
     code_uri = ensure_uploaded(s3, settings.bucket, settings.code_prefix, settings.training_code_dir)
     job_name = names.training_job_name(dataset.run_id)
-    request = training_job_request(settings, dataset, best, job_name, code_uri, sagemaker.region)
+    champion = serving_champion(sagemaker, s3, settings.model_package_group, settings.endpoint_name)
+    if champion and champion["problem"]:
+        logger.warning("the serving model cannot be scored: only the floor will apply", extra=champion)
+    champion_uri = champion["model_data_url"] if champion and not champion["problem"] else None
+    request = training_job_request(settings, dataset, best, job_name, code_uri, sagemaker.region, champion_uri)
     try:
         sagemaker.call("create_training_job", **request)
     except ClientError as error:
@@ -49,6 +55,7 @@ def start_training(
         "code_uri": code_uri,
         "spot": settings.spot_training,
         "checkpoint_uri": request.get("CheckpointConfig", {}).get("S3Uri"),
+        "champion": champion,
     }
 
 

@@ -10,6 +10,7 @@ import io
 import json
 import re
 import tarfile
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,6 +129,18 @@ def test_upload_runs_every_state_and_the_endpoint_serves(
     with zipfile.ZipFile(dataset) as archive:
         labels = {name.split("/")[2] for name in archive.namelist() if name.count("/") == 3}
     assert {p["label"] for p in prediction["prediction"]["predictions"]} <= labels
+    # the request the audit prints (curl to the local model server) answers the same while the run is alive
+    call = prediction["call"]
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{call['port']}/invocations",
+        data=Path(call["file"]).read_bytes(),
+        headers={"Content-Type": "image/jpeg", "Accept": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        replayed = json.loads(answer.read())["predictions"]
+    served = prediction["prediction"]["predictions"]
+    assert [p["label"] for p in replayed] == [p["label"] for p in served]
+    assert [p["probability"] for p in replayed] == pytest.approx([p["probability"] for p in served], abs=1e-6)
     # the run's files are written
     for name in ("execution_history.json", "run_record.json", "state_machine.svg"):
         assert (first_run.output_dir / name).stat().st_size > 0
@@ -192,6 +205,43 @@ def test_audit_prints_states_and_the_cause_of_a_failure(first_run: RunResult) ->
     assert "Cause: Overfit IssuesFound" in text  # the Lambda error JSON is unwrapped
     assert "keeps serving old" in text
     assert "ValidateDataset" in text
+
+
+def test_audit_prints_the_prediction_as_calls_a_reader_can_repeat(tmp_path: Path) -> None:
+    # GIVEN a run whose prediction the local model server on port 4321 answered
+    result = RunResult(
+        status="SUCCEEDED",
+        execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:e",
+        error=None,
+        cause=None,
+        visits=[],
+        final_state={},
+        record={},
+        output_dir=tmp_path,
+    )
+    image = tmp_path / "prediction_input.jpg"
+    prediction = {
+        "image": "test/001.Affenpinscher/a.jpg",
+        "prediction": {"predictions": [{"breed": "Affenpinscher", "probability": 0.9}]},
+        "call": {"endpoint": ENDPOINT, "file": str(image), "port": 4321},
+    }
+    lines: list[str] = []
+    # WHEN the audit is printed
+    print_audit(
+        result, prediction, out=type("Out", (), {"write": lambda _, s: lines.append(s), "flush": lambda _: None})()
+    )
+    text = "".join(lines)
+    # THEN it shows the prediction, the HTTP request the model server answered and the aws CLI call on AWS
+    assert "Prediction for test/001.Affenpinscher/a.jpg: Affenpinscher 0.90" in text
+    assert "the local model server answered (it stopped when the run ended)" in text
+    assert (
+        "curl -s http://127.0.0.1:4321/invocations -H 'Content-Type: image/jpeg' -H 'Accept: application/json' "
+        f"--data-binary @{image}\n"
+    ) in text
+    assert (
+        f"aws sagemaker-runtime invoke-endpoint --endpoint-name {ENDPOINT} --content-type image/jpeg "
+        f"--body fileb://{image} out.json\n"
+    ) in text
 
 
 def test_command_line_rejects_a_missing_dataset(tmp_path: Path) -> None:

@@ -150,10 +150,44 @@ TRAIN_SCRIPT = """
         time.sleep(60)
     for epoch in range(1, args.epochs + 1):
         print(f"epoch={epoch} train_loss={1.0 / epoch:.4f} valid_accuracy={0.5 + 0.1 * epoch:.4f}", flush=True)
-    print(f"test_accuracy={behaviour.get('test_accuracy', 0.9)}", flush=True)
+    accuracy = behaviour.get("test_accuracy", 0.9)
+    print(f"test_accuracy={accuracy}", flush=True)
     model_dir = pathlib.Path(os.environ["SM_MODEL_DIR"])
-    model = {"job": os.environ["SM_TRAINING_JOB_NAME"], "healthy": behaviour["model"] == "healthy"}
+    model = {"job": os.environ["SM_TRAINING_JOB_NAME"], "healthy": behaviour["model"] == "healthy",
+             "test_accuracy": accuracy}
     (model_dir / "model.json").write_text(json.dumps(model))
+    # evaluation.json as paired_evaluation.py writes it, for a test split of `images` images on which a model of
+    # accuracy a gets the first round(a * images) right: the champion's accuracy is read from the champion
+    # channel's model.tar.gz (the proof that StartTraining delivered it), or "champion_error" says it failed.
+    images = 400
+    def summary(correct):
+        return {"served_as": "float32", "images": images, "accuracy": correct / images, "top5_accuracy": 1.0,
+                "per_breed": {"001.Affenpinscher": {"images": images, "correct": correct}},
+                "confused_pairs": [], "misclassified": []}
+    ours = round(accuracy * images)
+    evaluation = {"test_images": images, "confidence": 0.95, "challenger": summary(ours), "champion": None,
+                  "paired": None}
+    channel = os.environ.get("SM_CHANNEL_CHAMPION")
+    if channel and behaviour.get("champion_error"):
+        evaluation["champion"] = {"error": behaviour["champion_error"]}
+    elif channel:
+        import tarfile
+        with tarfile.open(next(pathlib.Path(channel).glob("*.tar.gz"))) as archive:
+            champion = json.loads(archive.extractfile("model.json").read())
+        theirs = round(champion["test_accuracy"] * images)
+        only_ours, only_theirs = max(0, ours - theirs), max(0, theirs - ours)
+        difference = (ours - theirs) / images
+        spread = 1.96 * max(0.0, (only_ours + only_theirs) / images**2 - difference**2 / images) ** 0.5
+        evaluation["champion"] = summary(theirs) | {"model": champion["job"]}
+        evaluation["paired"] = {
+            "images": images, "shared_breeds": 1, "breeds_only_challenger": [], "breeds_only_champion": [],
+            "breeds_compared": 1, "challenger_accuracy": ours / images, "champion_accuracy": theirs / images,
+            "difference": difference, "interval": [difference - spread, difference + spread], "confidence": 0.95,
+            "method": "normal approximation (fake training code)", "challenger_only_correct": only_ours,
+            "champion_only_correct": only_theirs, "mcnemar_p": 1.0 if ours == theirs else 0.0001,
+        }
+    output_data = pathlib.Path(os.environ["SM_OUTPUT_DATA_DIR"])
+    (output_data / "evaluation.json").write_text(json.dumps(evaluation))
     (model_dir / "code").mkdir(exist_ok=True)
     shutil.copy(here / "inference.py", model_dir / "code" / "inference.py")
     issues = behaviour["report_issues"]

@@ -18,6 +18,7 @@ from typing import Any
 import dog_data
 import dog_model
 import inference
+import paired_evaluation
 import profiler
 import profiler_rules
 import pytest
@@ -81,7 +82,35 @@ def test_metric_definitions_match_real_training_output(train_model_run: dict[str
     assert found["validation:accuracy"] == pytest.approx([e["valid_accuracy"] for e in metrics["epochs"]], abs=1e-4)
     assert found["test:accuracy"] == pytest.approx([metrics["test_accuracy"]], abs=1e-4)
     assert found["test:int8_accuracy"] == pytest.approx([metrics["int8"]["test_accuracy"]], abs=1e-4)
+    evaluation = read_json(train_model_run["output_dir"] / "evaluation.json")
+    assert found["test:served_accuracy"] == pytest.approx([evaluation["challenger"]["accuracy"]], abs=1e-4)
+    assert found["test:champion_accuracy"] == found["test:paired_difference"] == []  # no champion in this job
+    # AND the curves go to the output data for the run report, the same as the artifact's metrics.json holds
+    history = read_json(train_model_run["output_dir"] / "training_history.json")
+    assert history["epochs"] == metrics["epochs"] and history["trainable"] == metrics["trainable"]
     assert all(0.0 <= value <= 1.0 for value in found["validation:accuracy"] + found["test:accuracy"])
+
+
+def test_train_model_scores_the_champion_channel_on_the_same_test_images(
+    train_model_run: dict[str, Any], sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the model of an earlier run, delivered as the job's champion channel
+    monkeypatch.setenv("SM_CHANNEL_CHAMPION", str(train_model_run["model_dir"]))
+    # WHEN a new one-epoch train_model.py job runs for a CPU endpoint
+    args = ["--epochs", "1", "--endpoint_instance_type", "ml.c5.xlarge", *FAST_ARGS]
+    stdout = run_script("train_model.py", args, monkeypatch)
+    # THEN evaluation.json pairs both on every test image, and the log carries the paired figures
+    evaluation = read_json(sagemaker_env.output_data_dir / "evaluation.json")
+    paired = evaluation["paired"]
+    assert paired["images"] == evaluation["test_images"] == evaluation["champion"]["images"]
+    assert paired["champion_accuracy"] == pytest.approx(evaluation["champion"]["accuracy"])
+    found = {d["Name"]: [float(v) for v in re.findall(d["Regex"], stdout)] for d in METRIC_DEFINITIONS}
+    assert found["test:champion_accuracy"] == pytest.approx([paired["champion_accuracy"]], abs=1e-4)
+    assert found["test:paired_difference"] == pytest.approx([paired["difference"]], abs=1e-4)
+    # AND each was scored in the precision a CPU endpoint would serve it in, per its own artifact's int8 check
+    for name, model_dir in (("challenger", sagemaker_env.model_dir), ("champion", train_model_run["model_dir"])):
+        expected = paired_evaluation.served_precision(model_dir, "ml.c5.xlarge", "auto")
+        assert evaluation[name]["served_as"] == expected
 
 
 def test_artifact_is_deployable_layout(train_model_run: dict[str, Any]) -> None:

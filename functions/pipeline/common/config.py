@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.common.champion_gate import PER_BREED_OFF, parse_per_breed_tolerance
+
 
 def _env(name: str, default: str | None = None) -> str:
     value = os.environ.get(name, default)
@@ -83,6 +85,7 @@ class Settings:
     model_package_group: str
     accuracy_floor: float
     champion_tolerance: float
+    per_breed_tolerance: float | None  # None: the per-breed guard is off
     # Cost controls: managed spot (tuning trials, final training), its wait bound, warm pools for trials.
     spot_tuning: bool
     spot_training: bool
@@ -137,7 +140,8 @@ def load_settings() -> Settings:
         training_code_dir=Path(_env("TRAINING_CODE_DIR", str(_default_training_code_dir()))),
         model_package_group=_env("MODEL_PACKAGE_GROUP", "dog-breed-classifier"),
         accuracy_floor=float(_env("ACCURACY_FLOOR", "0.60")),
-        champion_tolerance=float(_env("CHAMPION_TOLERANCE", "0.01")),
+        champion_tolerance=float(_env("CHAMPION_TOLERANCE", "0.03")),
+        per_breed_tolerance=parse_per_breed_tolerance(_env("PER_BREED_TOLERANCE", PER_BREED_OFF)),
         spot_tuning=_env_bool("SPOT_TUNING", True),
         spot_training=_env_bool("SPOT_TRAINING", False),
         max_wait_seconds=_env_int("MAX_WAIT_SECONDS", 2 * 4 * 3600),

@@ -15,4 +15,8 @@ METRIC_DEFINITIONS: list[dict[str, str]] = [
     {"Name": "test:accuracy", "Regex": r"\btest_accuracy=([0-9.eE+-]+)"},
     # The int8 network a CPU endpoint would serve (train_model.py only; inference.py's gate reads metrics.json).
     {"Name": "test:int8_accuracy", "Regex": r"\bint8_test_accuracy=([0-9.eE+-]+)"},
+    # The paired evaluation (train_model.py): the model as it will serve, the serving one on the same images.
+    {"Name": "test:served_accuracy", "Regex": r"\bserved_test_accuracy=([0-9.eE+-]+)"},
+    {"Name": "test:champion_accuracy", "Regex": r"\bchampion_test_accuracy=([0-9.eE+-]+)"},
+    {"Name": "test:paired_difference", "Regex": r"\bpaired_difference=([0-9.eE+-]+)"},
 ]

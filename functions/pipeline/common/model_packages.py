@@ -38,16 +38,15 @@ class Package:
     arn: str
     status: str
     properties: dict[str, str]
-
-    @property
-    def test_accuracy(self) -> float | None:
-        value = self.properties.get(TEST_ACCURACY_KEY)
-        try:
-            return float(value) if value is not None else None
-        except ValueError:
-            return None
+    model_data_url: str | None = None
 
 
 def describe(sagemaker: SageMakerGateway, arn: str) -> Package:
     found = sagemaker.call("describe_model_package", ModelPackageName=arn)
-    return Package(arn, str(found["ModelApprovalStatus"]), dict(found.get("CustomerMetadataProperties") or {}))
+    containers = (found.get("InferenceSpecification") or {}).get("Containers") or [{}]
+    return Package(
+        arn,
+        str(found["ModelApprovalStatus"]),
+        dict(found.get("CustomerMetadataProperties") or {}),
+        containers[0].get("ModelDataUrl"),
+    )

@@ -12,14 +12,11 @@ like the data bucket, is history that outlives the stack.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-from pipeline.common.model_packages import ENDPOINT_CONFIG_KEY, TRAINING_JOB_KEY, Package, describe
+from pipeline.common.model_packages import TRAINING_JOB_KEY, Package
+from pipeline.common.package_listing import newest_packages
 from pipeline.common.sagemaker_gateway import SageMakerGateway
-
-# Newest versions scanned for this training job's package (a retried EvaluateModel) or for the champion.
-SCAN_LIMIT = 20
 
 
 def _exact_group_exists(sagemaker: SageMakerGateway, group: str) -> bool:
@@ -41,29 +38,10 @@ def ensure_group(sagemaker: SageMakerGateway, group: str, description: str) -> b
     return True
 
 
-def _newest(sagemaker: SageMakerGateway, group: str, approval_status: str | None = None) -> Iterator[Package]:
-    request: dict[str, Any] = {
-        "ModelPackageGroupName": group,
-        "SortBy": "CreationTime",
-        "SortOrder": "Descending",
-        "MaxResults": SCAN_LIMIT,
-    }
-    if approval_status:
-        request["ModelApprovalStatus"] = approval_status
-    for summary in sagemaker.call("list_model_packages", **request).get("ModelPackageSummaryList", [])[:SCAN_LIMIT]:
-        yield describe(sagemaker, summary["ModelPackageArn"])
-
-
 def find_registered(sagemaker: SageMakerGateway, group: str, training_job: str) -> Package | None:
     """This training job's package, when an earlier attempt of EvaluateModel registered it already."""
-    return next((p for p in _newest(sagemaker, group) if p.properties.get(TRAINING_JOB_KEY) == training_job), None)
-
-
-def find_champion(sagemaker: SageMakerGateway, group: str, serving_config: str) -> Package | None:
-    """The Approved package the endpoint serves now (ApproveModel recorded its endpoint config)."""
     return next(
-        (p for p in _newest(sagemaker, group, "Approved") if p.properties.get(ENDPOINT_CONFIG_KEY) == serving_config),
-        None,
+        (p for p in newest_packages(sagemaker, group) if p.properties.get(TRAINING_JOB_KEY) == training_job), None
     )
 
 

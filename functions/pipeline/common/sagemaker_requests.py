@@ -20,6 +20,8 @@ from pipeline.common.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_MET
 from pipeline.common.state_models import BestJob, Dataset
 
 TRAINING_CHANNEL = "training"
+# The serving model's artifact, scored by the final job on the same test images (SM_CHANNEL_CHAMPION).
+CHAMPION_CHANNEL = "champion"
 TUNING_PROGRAM = "hpo.py"
 TRAINING_PROGRAM = "train_model.py"
 INFERENCE_PROGRAM = "inference.py"
@@ -260,13 +262,43 @@ def rule_configurations(names: tuple[str, ...], rule_image_uri: str) -> list[dic
     ]
 
 
+def _champion_channel(model_data_url: str) -> dict[str, Any]:
+    """The serving model's model.tar.gz (an exact key is an S3Prefix matching one object)."""
+    return {
+        "ChannelName": CHAMPION_CHANNEL,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": model_data_url,
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "ContentType": "application/x-gzip",
+    }
+
+
 def training_job_request(
-    settings: Settings, dataset: Dataset, best: BestJob, job_name: str, code_uri: str, region: str
+    settings: Settings,
+    dataset: Dataset,
+    best: BestJob,
+    job_name: str,
+    code_uri: str,
+    region: str,
+    champion_model_uri: str | None = None,
 ) -> dict[str, Any]:
+    """The final job; with ``champion_model_uri`` it also scores the serving model on the same test images."""
     output_uri = job_output_uri(settings, dataset.run_id)
     tuned = {name: best.hyperparameters[name] for name in TUNED_HYPERPARAMETERS}
     hyperparameters = _static_hyperparameters(settings, TRAINING_PROGRAM, code_uri, region)
-    hyperparameters |= encode_hyperparameters(tuned | {"epochs": settings.training_epochs})
+    # Where and how the model will serve: the job evaluates both models in the precision the endpoint uses.
+    serving = {
+        "endpoint_instance_type": settings.endpoint_instance_type,
+        "inference_precision": settings.inference_precision,
+    }
+    hyperparameters |= encode_hyperparameters(tuned | {"epochs": settings.training_epochs} | serving)
+    channels = [_training_channel(dataset)]
+    if champion_model_uri:
+        channels.append(_champion_channel(champion_model_uri))
     request: dict[str, Any] = {
         "TrainingJobName": job_name,
         "HyperParameters": hyperparameters,
@@ -277,7 +309,7 @@ def training_job_request(
             "EnableSageMakerMetricsTimeSeries": True,
         },
         "RoleArn": settings.sagemaker_role_arn,
-        "InputDataConfig": [_training_channel(dataset)],
+        "InputDataConfig": channels,
         "OutputDataConfig": {"S3OutputPath": output_uri},
         "ResourceConfig": {
             "InstanceType": settings.training_instance_type,

@@ -55,6 +55,15 @@ class BestJob(_StatePart):
     hyperparameters: dict[str, Any]
 
 
+class Champion(_StatePart):
+    """The serving model StartTraining gave the final job to score (pipeline.common.champion)."""
+
+    endpoint_config: str
+    model_package_arn: str | None = None
+    model_data_url: str | None = None
+    problem: str | None = None
+
+
 class Training(_StatePart):
     """StartTraining's output ($.training)."""
 
@@ -62,6 +71,7 @@ class Training(_StatePart):
     rules: list[str] = Field(default_factory=list)
     output_uri: str
     status: PollStatus | None = None
+    champion: Champion | None = None
 
 
 class Deployment(_StatePart):
@@ -86,5 +96,7 @@ class Gate(_StatePart):
     passed: bool
     reason: str
     challenger_accuracy: float
-    champion_accuracy: float | None = None
+    champion_accuracy: float | None = None  # on the same test images as the challenger's (paired)
+    comparison: str | None = None  # "paired", "no champion" or "champion unscored"
+    paired: dict[str, Any] | None = None  # pipeline.common.champion_gate.Paired.as_state()
     model_package_arn: str

@@ -33,6 +33,9 @@ METRIC_DEFINITIONS_ON_THE_WIRE = [
     {"Name": "train:images_per_second", "Regex": r"\bimages_per_second=([0-9.eE+-]+)"},
     {"Name": "test:accuracy", "Regex": r"\btest_accuracy=([0-9.eE+-]+)"},
     {"Name": "test:int8_accuracy", "Regex": r"\bint8_test_accuracy=([0-9.eE+-]+)"},
+    {"Name": "test:served_accuracy", "Regex": r"\bserved_test_accuracy=([0-9.eE+-]+)"},
+    {"Name": "test:champion_accuracy", "Regex": r"\bchampion_test_accuracy=([0-9.eE+-]+)"},
+    {"Name": "test:paired_difference", "Regex": r"\bpaired_difference=([0-9.eE+-]+)"},
 ]
 
 

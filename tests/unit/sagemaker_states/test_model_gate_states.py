@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import io
+import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ from moto.sns.models import sns_backends
 from sagemaker_states_support import INFERENCE_ENVIRONMENT, INFERENCE_IMAGE, REGION, ROLE_ARN, load_event
 
 from pipeline import approve_model, evaluate_model, reject_model
+from pipeline.common.champion import serving_champion
 from pipeline.common.config import Settings
 from pipeline.common.errors import ModelMetricMissing
 from pipeline.common.sagemaker_gateway import SageMakerGateway
@@ -40,8 +44,14 @@ def sagemaker() -> Any:
     return boto3.client("sagemaker", region_name=REGION)
 
 
-def trained(sagemaker_backend: Any, name: str = JOB, test_accuracy: float | None = 0.83) -> None:
-    """A completed training job in moto with the final metrics the training code's regexes would produce."""
+def trained(
+    sagemaker_backend: Any,
+    name: str = JOB,
+    test_accuracy: float | None = 0.83,
+    champion: tuple[float, tuple[float, float]] | None = None,
+) -> None:
+    """A completed training job in moto with its final metrics and the evaluation.json its output.tar.gz would hold
+    (``champion``: the serving model's accuracy on the same images and the paired interval)."""
     sagemaker().create_training_job(
         TrainingJobName=name,
         AlgorithmSpecification={"TrainingImage": "img", "TrainingInputMode": "File"},
@@ -51,9 +61,36 @@ def trained(sagemaker_backend: Any, name: str = JOB, test_accuracy: float | None
         StoppingCondition={"MaxRuntimeInSeconds": 3600},
     )
     metrics = [{"MetricName": "validation:accuracy", "Value": 0.81, "Timestamp": "2025-11-25T02:00:00Z"}]
-    if test_accuracy is not None:
-        metrics.append({"MetricName": "test:accuracy", "Value": test_accuracy, "Timestamp": "2025-11-25T02:00:00Z"})
     sagemaker_backend.training_jobs[name].final_metric_data_list = metrics
+    evaluation: dict[str, Any] = {"test_images": 836, "challenger": {}, "champion": None, "paired": None}
+    if test_accuracy is not None:
+        evaluation["challenger"] = {"served_as": "int8", "images": 836, "accuracy": test_accuracy,
+                                    "top5_accuracy": 0.97, "per_breed": {}}  # fmt: skip
+    if champion is not None:
+        accuracy, interval = champion
+        evaluation["champion"] = {"served_as": "int8", "images": 836, "accuracy": accuracy, "per_breed": {}}
+        evaluation["paired"] = {
+            "images": 836, "shared_breeds": 133, "breeds_only_challenger": [], "breeds_only_champion": [],
+            "challenger_accuracy": test_accuracy, "champion_accuracy": accuracy,
+            "difference": (test_accuracy or 0) - accuracy, "interval": list(interval), "confidence": 0.95,
+            "method": "paired bootstrap, 10000 resamples (seed 0), percentile interval", "mcnemar_p": 0.01,
+            "challenger_only_correct": 10, "champion_only_correct": 30,
+        }  # fmt: skip
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        data = json.dumps(evaluation).encode()
+        member = tarfile.TarInfo("evaluation.json")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    key = f"jobs/251125-015343-3f9a1c/{name}/output/output.tar.gz"
+    boto3.client("s3", region_name=REGION).put_object(Bucket="dog-data", Key=key, Body=archive.getvalue())
+
+
+def with_champion(event: dict[str, Any], package_arn: str | None, problem: str | None = None) -> dict[str, Any]:
+    """The event as StartTraining leaves it when a model serves."""
+    champion = {"endpoint_config": "dogs-1", "model_package_arn": package_arn, "model_data_url": "s3://x",
+                "problem": problem}  # fmt: skip
+    return event | {"training": event["training"] | {"champion": champion}}
 
 
 def serving(config: str) -> None:
@@ -102,7 +139,8 @@ def test_first_model_passes_on_the_floor_and_is_registered_pending_with_its_stor
     # THEN it passes with no champion, and the group was created with one PendingManualApproval version
     assert (gate["passed"], gate["champion_accuracy"], gate["champion_package_arn"]) == (True, None, None)
     assert gate["challenger_accuracy"] == 0.83
-    assert (gate["floor"], gate["tolerance"], gate["model_package_group"]) == (0.6, 0.01, GROUP)
+    assert (gate["floor"], gate["tolerance"], gate["model_package_group"]) == (0.6, 0.03, GROUP)
+    assert (gate["comparison"], gate["served_as"], gate["top5_accuracy"]) == ("no champion", "int8", 0.97)
     registered = package(gate["model_package_arn"])
     assert registered["ModelPackageGroupName"] == GROUP
     assert registered["ModelApprovalStatus"] == "PendingManualApproval"
@@ -137,26 +175,48 @@ def test_below_the_floor_is_rejected_but_still_registered(
     assert package(gate["model_package_arn"])["CustomerMetadataProperties"]["gate"] == "rejected"
 
 
-def test_champion_is_the_approved_package_the_endpoint_serves(
+def test_a_challenger_worse_on_the_same_images_is_rejected_with_the_interval(
     sagemaker_backend: Any, pipeline_env: Path, event: dict[str, Any], lambda_context: Any
 ) -> None:
-    # GIVEN a first model (0.90) approved and serving as dogs-1, and an older approved one (0.50) not serving
-    trained(sagemaker_backend, "train-old", test_accuracy=0.50)
-    old = run_evaluate(event | {"training": event["training"] | {"job_name": "train-old"}}, lambda_context)
-    serving("dogs-0")
-    approve(old, "dogs-0", lambda_context)
-    trained(sagemaker_backend, "train-first", test_accuracy=0.90)
-    first = run_evaluate(event | {"training": event["training"] | {"job_name": "train-first"}}, lambda_context)
-    serving("dogs-1")
-    approve(first, "dogs-1", lambda_context)
-    # WHEN a worse model (0.85, more than 0.01 below 0.90) is evaluated
-    trained(sagemaker_backend, test_accuracy=0.85)
-    gate = run_evaluate(event, lambda_context)
+    # GIVEN a new model scoring 0.85 where the serving one scores 0.90 on the same 836 images
+    trained(sagemaker_backend, test_accuracy=0.85, champion=(0.90, (-0.071, -0.029)))
+    champion_arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/dog-breed-classifier/1"
 
-    # THEN the champion is the serving one, and the challenger is rejected against it
-    assert (gate["champion_package_arn"], gate["champion_accuracy"]) == (first["model_package_arn"], 0.9)
-    assert gate["passed"] is False
-    assert "worse than the serving model's 0.9000 by more than the tolerance 0.0100" in gate["reason"]
+    gate = run_evaluate(with_champion(event, champion_arn), lambda_context)
+
+    # THEN it is rejected on the paired figures, the reason gives the interval, and the registry records both
+    assert (gate["passed"], gate["comparison"], gate["champion_accuracy"]) == (False, "paired", 0.9)
+    assert gate["champion_package_arn"] == champion_arn
+    assert "95% interval [-0.0710, -0.0290]" in gate["reason"] and "below -0.0300" in gate["reason"]
+    properties = package(gate["model_package_arn"])["CustomerMetadataProperties"]
+    assert properties["champion_accuracy_same_images"] == "0.9"
+    assert (properties["paired_interval"], properties["paired_confidence"]) == ("-0.0710 -0.0290", "0.95")
+    assert (properties["paired_images"], properties["served_as"], properties["comparison"]) == ("836", "int8", "paired")
+    assert properties["champion_package"] == champion_arn
+
+
+def test_the_champion_is_the_approved_package_the_endpoint_serves(
+    sagemaker_backend: Any, pipeline_env: Path, event: dict[str, Any], lambda_context: Any
+) -> None:
+    # GIVEN an older approved model served as dogs-0 and then a newer one serving as dogs-1
+    for name, config in (("train-old", "dogs-0"), ("train-first", "dogs-1")):
+        trained(sagemaker_backend, name)
+        gate = run_evaluate(event | {"training": event["training"] | {"job_name": name}}, lambda_context)
+        serving(config)
+        approve(gate, config, lambda_context)
+    first = gate
+
+    # WHEN StartTraining looks up the champion
+    champion = serving_champion(SageMakerGateway(sagemaker()), boto3.client("s3", region_name=REGION), GROUP, ENDPOINT)
+
+    # THEN it is the package serving as dogs-1, whose artifact is not in the bucket here: a problem, named
+    assert champion is not None
+    assert (champion["endpoint_config"], champion["model_package_arn"]) == ("dogs-1", first["model_package_arn"])
+    assert champion["model_data_url"].endswith("train-first/output/model.tar.gz")
+    assert (
+        champion["problem"]
+        == f"its artifact {champion['model_data_url']} does not exist (deleted, or moved by a lifecycle rule)"
+    )
 
 
 def test_champion_within_the_tolerance_lets_the_challenger_pass(
@@ -166,28 +226,29 @@ def test_champion_within_the_tolerance_lets_the_challenger_pass(
     lambda_context: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CHAMPION_TOLERANCE", "0.05")
-    trained(sagemaker_backend, "train-first", test_accuracy=0.90)
-    first = run_evaluate(event | {"training": event["training"] | {"job_name": "train-first"}}, lambda_context)
-    serving("dogs-1")
-    approve(first, "dogs-1", lambda_context)
-    trained(sagemaker_backend, test_accuracy=0.86)
+    monkeypatch.setenv("CHAMPION_TOLERANCE", "0.08")
+    trained(sagemaker_backend, test_accuracy=0.86, champion=(0.90, (-0.071, -0.009)))
 
-    gate = run_evaluate(event, lambda_context)
+    gate = run_evaluate(
+        with_champion(event, "arn:aws:sagemaker:us-east-1:123456789012:model-package/g/1"), lambda_context
+    )
 
-    assert (gate["passed"], gate["champion_accuracy"], gate["tolerance"]) == (True, 0.9, 0.05)
+    assert (gate["passed"], gate["champion_accuracy"], gate["tolerance"]) == (True, 0.9, 0.08)
 
 
-def test_endpoint_serving_an_unregistered_model_leaves_only_the_floor(
+def test_endpoint_serving_an_unregistered_model_leaves_only_the_floor_visibly(
     sagemaker_backend: Any, pipeline_env: Path, event: dict[str, Any], lambda_context: Any
 ) -> None:
-    # GIVEN an endpoint deployed before the registry existed
-    serving("dogs-before-the-registry")
+    # GIVEN an endpoint deployed before the registry existed (StartTraining found no package for its config)
     trained(sagemaker_backend, test_accuracy=0.61)
+    problem = (
+        "the endpoint dog-breed-classifier serves dogs-1, which no Approved package of dog-breed-classifier records"
+    )
 
-    gate = run_evaluate(event, lambda_context)
+    gate = run_evaluate(with_champion(event, None, problem), lambda_context)
 
-    assert (gate["passed"], gate["champion_package_arn"]) == (True, None)
+    assert (gate["passed"], gate["champion_package_arn"], gate["comparison"]) == (True, None, "champion unscored")
+    assert problem in gate["reason"]
 
 
 def test_no_test_accuracy_fails_the_run_before_anything_is_registered(
@@ -195,7 +256,7 @@ def test_no_test_accuracy_fails_the_run_before_anything_is_registered(
 ) -> None:
     trained(sagemaker_backend, test_accuracy=None)
 
-    with pytest.raises(ModelMetricMissing, match="reported no test:accuracy"):
+    with pytest.raises(ModelMetricMissing, match="has no challenger accuracy"):
         run_evaluate(event, lambda_context)
 
     assert sagemaker().list_model_package_groups()["ModelPackageGroupSummaryList"] == []
@@ -228,12 +289,13 @@ def test_create_model_package_request_is_exactly_the_agreed_one(
         "StoppingCondition": {},
         "CreationTime": "2025-11-25T02:00:00Z",
         "ModelArtifacts": {"S3ModelArtifacts": f"s3://dog-data/jobs/r/{JOB}/output/model.tar.gz"},
-        "FinalMetricDataList": [{"MetricName": "test:accuracy", "Value": 0.83}],
+        "OutputDataConfig": {"S3OutputPath": "s3://dog-data/jobs/251125-015343-3f9a1c/"},
     }
+    trained_alone = {"challenger": {"accuracy": 0.83, "served_as": "float32"}, "test_images": 836}
+    s3 = _s3_with_evaluation(trained_alone)
     stubber.add_response("describe_training_job", description, {"TrainingJobName": JOB})
     groups = {"ModelPackageGroupSummaryList": [_group_summary()]}
     stubber.add_response("list_model_package_groups", groups, {"NameContains": GROUP, "MaxResults": 100})
-    stubber.add_response("list_endpoints", {"Endpoints": []}, {"NameContains": ENDPOINT, "MaxResults": 100})
     newest = {"ModelPackageGroupName": GROUP, "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 20}
     stubber.add_response("list_model_packages", {"ModelPackageSummaryList": []}, newest)
     stubber.add_response(
@@ -270,6 +332,7 @@ def test_create_model_package_request_is_exactly_the_agreed_one(
         event["tuning"],
         settings,
         gateway,
+        s3,
         "run-1",
     )
 
@@ -278,6 +341,20 @@ def test_create_model_package_request_is_exactly_the_agreed_one(
         True,
         f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{GROUP}/1",
     )
+
+
+def _s3_with_evaluation(evaluation: dict[str, Any]) -> Any:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        data = json.dumps(evaluation).encode()
+        member = tarfile.TarInfo("evaluation.json")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(
+        Bucket="dog-data", Key=f"jobs/251125-015343-3f9a1c/{JOB}/output/output.tar.gz", Body=archive.getvalue()
+    )
+    return s3
 
 
 def _group_summary() -> dict[str, Any]:

@@ -123,7 +123,10 @@ def test_tuning_ranges_objective_and_statics_match_the_sdk_tuner(settings: Setti
 
 
 def test_training_hyperparameters_match_the_sdk_estimator(settings: Settings, dataset: Dataset) -> None:
-    estimator = _sdk_estimator(settings, "train_model.py", {"batch_size": 64, "learning_rate": 0.0123, "epochs": 10})
+    serving = {"endpoint_instance_type": settings.endpoint_instance_type, "inference_precision": "auto"}
+    estimator = _sdk_estimator(
+        settings, "train_model.py", {"batch_size": 64, "learning_rate": 0.0123, "epochs": 10} | serving
+    )
     estimator._prepare_for_training(job_name="train-251125-015343-3f9a1c")
     sdk = _TrainingJob._get_train_args(estimator, dataset.validated_uri, experiment_config=None)
     sdk["hyperparameters"].pop("sagemaker_job_name")
@@ -132,6 +135,16 @@ def test_training_hyperparameters_match_the_sdk_estimator(settings: Settings, da
 
     assert ours["HyperParameters"] == sdk["hyperparameters"]
     assert ours["HyperParameters"]["sagemaker_program"] == '"train_model.py"'
+    _assert_valid("create_training_job", ours)
+
+
+def test_a_training_request_with_the_champion_channel_passes_the_service_model(
+    settings: Settings, dataset: Dataset
+) -> None:
+    uri = "s3://dog-data/jobs/r/train-r/output/model.tar.gz"
+    ours = training_job_request(settings, dataset, BEST, "train-1", CODE_URI, "us-east-1", uri)
+    assert [c["ChannelName"] for c in ours["InputDataConfig"]] == ["training", "champion"]
+    assert ours["InputDataConfig"][1]["DataSource"]["S3DataSource"]["S3Uri"] == uri
     _assert_valid("create_training_job", ours)
 
 

@@ -91,11 +91,9 @@ def test_handlers_feed_each_other_through_the_asl_wiring(
             reports = {
                 "rule_report.json": {"rules": {"VanishingGradient": judged, "LossNotDecreasing": judged}},
                 "profiler_report.json": {"rules": {"ProfilerReport": judged}},
+                "evaluation.json": {"test_images": 836, "challenger": {"accuracy": 0.83, "served_as": "int8"}},
             }
             _put_output(state["training"]["output_uri"], state["training"]["job_name"], reports)
-        if name == "EvaluateModel":
-            job = sagemaker_backend.training_jobs[state["training"]["job_name"]]
-            job.final_metric_data_list = [{"MetricName": "test:accuracy", "Value": 0.83, "Timestamp": "2025-11-25"}]
 
     # WHEN the states run in the ASL's order, each result written to its ResultPath
     visited = []

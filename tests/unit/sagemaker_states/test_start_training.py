@@ -48,6 +48,9 @@ def _expected_request(code_uri: str) -> dict[str, Any]:
             "batch_size": "64",
             "learning_rate": "0.0123",
             "epochs": "10",
+            # the job scores the model (and the champion) as this endpoint will serve it
+            "endpoint_instance_type": '"ml.m5.large"',
+            "inference_precision": '"auto"',
         },
         "AlgorithmSpecification": {
             "TrainingImage": TRAINING_IMAGE,
@@ -118,6 +121,7 @@ def test_request_is_exactly_the_agreed_training_job(
 ) -> None:
     gateway, stubber = stubbed
     code_uri = f"s3://{BUCKET}/{build_bundle(pipeline_env).key('code/')}"
+    stubber.add_response("list_endpoints", {"Endpoints": []}, NO_ENDPOINT_SEARCH)
     stubber.add_response(
         "create_training_job",
         {"TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{JOB}"},
@@ -134,7 +138,97 @@ def test_request_is_exactly_the_agreed_training_job(
         # SpotTraining defaults to off: the final job is on-demand, with no checkpoint configuration.
         "spot": False,
         "checkpoint_uri": None,
+        "champion": None,  # nothing serves yet: no champion channel
     }
+
+
+def test_the_serving_model_goes_to_the_job_as_the_champion_channel(
+    aws: None, settings: Settings, dataset: Dataset, pipeline_env: Path, stubbed: tuple[SageMakerGateway, Stubber]
+) -> None:
+    # GIVEN an endpoint serving config cfg-1, whose Approved package's artifact is in the bucket
+    gateway, stubber = stubbed
+    artifact = "s3://dog-data/jobs/251101-000000-aaaaaa/train-251101-000000-aaaaaa/output/model.tar.gz"
+    boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key=artifact.split("/", 3)[3], Body=b"tar")
+    package = "arn:aws:sagemaker:us-east-1:123456789012:model-package/dog-breed-classifier/3"
+    _stub_serving_champion(stubber, package, artifact)
+    expected = _expected_request(f"s3://{BUCKET}/{build_bundle(pipeline_env).key('code/')}")
+    for key in ("DebugHookConfig", "DebugRuleConfigurations", "ProfilerRuleConfigurations"):
+        del expected[key]
+    expected["ProfilerConfig"] = {"DisableProfiler": True}
+    expected["InputDataConfig"].append(
+        {
+            "ChannelName": "champion",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": artifact,
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+            "ContentType": "application/x-gzip",
+        }
+    )
+    stubber.add_response("create_training_job", {"TrainingJobArn": f"arn:aws:sagemaker:::training-job/{JOB}"}, expected)
+
+    # WHEN the final job starts
+    result = start_training.start_training(dataset, _best(), settings, gateway, boto3.client("s3", region_name=REGION))
+
+    # THEN the state names the champion the job scores
+    assert result["champion"] == {
+        "endpoint_config": "cfg-1",
+        "model_package_arn": package,
+        "model_data_url": artifact,
+        "problem": None,
+    }
+
+
+def test_a_champion_artifact_that_is_gone_is_a_problem_and_no_channel(
+    aws: None, settings: Settings, dataset: Dataset, stubbed: tuple[SageMakerGateway, Stubber]
+) -> None:
+    gateway, stubber = stubbed
+    artifact = "s3://dog-data/jobs/old/train-old/output/model.tar.gz"
+    _stub_serving_champion(stubber, "arn:aws:sagemaker:us-east-1:123456789012:model-package/g/1", artifact)
+    stubber.add_response("create_training_job", {"TrainingJobArn": f"arn:aws:sagemaker:::training-job/{JOB}"})
+
+    result = start_training.start_training(dataset, _best(), settings, gateway, boto3.client("s3", region_name=REGION))
+
+    assert result["champion"]["problem"] == (
+        f"its artifact {artifact} does not exist (deleted, or moved by a lifecycle rule)"
+    )
+
+
+NO_ENDPOINT_SEARCH = {"NameContains": "dog-breed-classifier", "MaxResults": 100}
+
+
+def _stub_serving_champion(stubber: Stubber, package: str, artifact: str) -> None:
+    created = datetime(2025, 11, 1)
+    stubber.add_response(
+        "list_endpoints",
+        {"Endpoints": [{"EndpointName": "dog-breed-classifier", "EndpointArn": "arn:aws:sagemaker:::endpoint/x",
+                        "CreationTime": created, "LastModifiedTime": created, "EndpointStatus": "InService"}]},
+        NO_ENDPOINT_SEARCH,
+    )  # fmt: skip
+    stubber.add_response(
+        "describe_endpoint",
+        {"EndpointName": "dog-breed-classifier", "EndpointArn": "arn:aws:sagemaker:::endpoint/x",
+         "EndpointConfigName": "cfg-1", "EndpointStatus": "InService", "CreationTime": created,
+         "LastModifiedTime": created},
+    )  # fmt: skip
+    stubber.add_response(
+        "list_model_packages",
+        {"ModelPackageSummaryList": [{"ModelPackageArn": package, "CreationTime": created,
+                                      "ModelPackageStatus": "Completed", "ModelApprovalStatus": "Approved"}]},
+    )  # fmt: skip
+    stubber.add_response(
+        "describe_model_package",
+        {"ModelPackageName": "dog-breed-classifier", "ModelPackageArn": package, "CreationTime": created,
+         "ModelPackageStatus": "Completed", "ModelApprovalStatus": "Approved",
+         "ModelPackageStatusDetails": {"ValidationStatuses": []},
+         "CustomerMetadataProperties": {"endpoint_config": "cfg-1"},
+         "InferenceSpecification": {"Containers": [{"Image": "x", "ModelDataUrl": artifact}],
+                                    "SupportedContentTypes": ["image/jpeg"],
+                                    "SupportedResponseMIMETypes": ["application/json"]}},
+    )  # fmt: skip
 
 
 def test_handler_creates_the_job_in_moto_with_hook_and_rules(
@@ -183,6 +277,7 @@ def test_name_in_use_resumes_only_for_the_same_dataset(
     resumes: bool,
 ) -> None:
     gateway, stubber = stubbed
+    stubber.add_response("list_endpoints", {"Endpoints": []}, NO_ENDPOINT_SEARCH)
     stubber.add_client_error("create_training_job", "ResourceInUse", http_status_code=400)
     existing = _expected_request("s3://dog-data/code/x/sourcedir.tar.gz")
     existing["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = channel
