@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: setup test lint typecheck unit demo bench clean sam-validate sam-build
+.PHONY: setup test lint typecheck browser unit demo bench clean sam-validate sam-build
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,14 @@ typecheck: setup
 
 # The one test command: lint, types, then every test with coverage, on every core (pytest-xdist). loadscope keeps
 # each module on one worker, so module-scoped fixtures (one pipeline, one trained model) are built once.
-test: lint typecheck
+test: lint typecheck browser
 	$(PY) -m pytest -n logical --dist loadscope --cov --cov-report=term --cov-report=xml
+
+# Headless Chromium (Debian's package) for the run report's browser test (tests/offline/test_run_report.py).
+browser:
+	@test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y --no-install-recommends chromium; }
 
 unit: setup
 	$(PY) -m pytest tests/unit -q

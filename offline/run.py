@@ -503,7 +503,7 @@ class OfflinePipeline:
         return {"image": name, "prediction": json.loads(response["Body"].read()), "call": call}
 
     def _write_outputs(self, result: RunResult, events: list[dict[str, Any]]) -> None:
-        from offline.asl_graph import render_svg
+        from pipeline.common.state_machine_drawing import render_svg
 
         result.output_dir.mkdir(parents=True, exist_ok=True)
         (result.output_dir / "execution_history.json").write_text(json.dumps(events, indent=2, default=str))
@@ -512,6 +512,7 @@ class OfflinePipeline:
         failed = next((v.name for v in result.visits if v.outcome.startswith("caught")), None)
         svg = render_svg(asl, [v.name for v in result.visits], failed_state=failed)
         (result.output_dir / "state_machine.svg").write_text(svg)
+        _copy_report(result)
 
 
 def _pipeline_record(state: dict[str, Any]) -> dict[str, Any] | None:
@@ -522,6 +523,19 @@ def _pipeline_record(state: dict[str, Any]) -> dict[str, Any] | None:
         return None
     bucket, key = uri.removeprefix("s3://").split("/", 1)
     return dict(json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()))
+
+
+def _copy_report(result: RunResult) -> Path | None:
+    """report.html: the page the run's WriteRunReport state wrote next to its record in the (moto) bucket."""
+    import boto3
+
+    uri = (result.final_state.get("report") or {}).get("uri")
+    if not uri:
+        return None
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    path = result.output_dir / "report.html"
+    path.write_bytes(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    return path
 
 
 def _cost_lines(cost: dict[str, Any] | None) -> list[str]:
@@ -713,6 +727,13 @@ def print_audit(result: RunResult, prediction: dict[str, Any] | None, out: Any =
         line(f"Prediction for {prediction['image']}: {shown}")
         for call_line in _invocation_lines(prediction.get("call")):
             line(call_line)
+    report = result.output_dir / "report.html"
+    if report.is_file():
+        line(f"Run report (open it in a browser): {report}")
+    else:
+        error = result.final_state.get("report_error") or {}
+        why = f"{error.get('Error', 'WriteRunReport did not run')}: {_error_message(error.get('Cause'))}"
+        line(f"Run report: none ({why})")
     line(f"Execution history, run record and state machine graph: {result.output_dir}")
 
 

@@ -26,7 +26,7 @@ from pipeline.common.clients import get_client
 from pipeline.common.config import Settings, load_settings
 from pipeline.common.errors import ModelMetricMissing, TrainingFailed
 from pipeline.common.job_outputs import output_archive_uri, read_output_files
-from pipeline.common.model_packages import TEST_ACCURACY_KEY, TRAINING_JOB_KEY, metadata
+from pipeline.common.model_packages import TEST_ACCURACY_KEY, TRAINING_JOB_KEY, metadata, metadata_value
 from pipeline.common.model_registry import ensure_group, find_registered, register
 from pipeline.common.observability import logger, metrics, tracer
 from pipeline.common.sagemaker_gateway import SageMakerGateway, sagemaker_gateway
@@ -162,6 +162,7 @@ def evaluate_model(
         properties = package_properties(dataset, best, training, rules, tuning, description, settings, execution_name)
         properties |= metadata(evaluation_properties(evaluation, decision, champion_arn))
         properties["gate"] = "passed" if decision.passed else "rejected"
+        properties["run_report"] = metadata_value(settings.run_report_uri(execution_name))
         verdict = "passed" if decision.passed else "rejected"
         request = model_package_request(
             settings,

@@ -66,8 +66,8 @@ def _lookup(state: dict[str, Any], path: tuple[str, str]) -> Any:
     return part.get(path[1]) if isinstance(part, dict) else None
 
 
-def failure_message(event: dict[str, Any]) -> tuple[str, str]:
-    """(subject, body) of the notification."""
+def failure_message(event: dict[str, Any], report_uri: str | None = None) -> tuple[str, str]:
+    """(subject, body) of the notification; ``report_uri``: where the run's report will be."""
     error = event.get("error") or {}
     state = event.get("state") or {}
     error_name = str(error.get("Error", "UnknownError"))
@@ -80,6 +80,8 @@ def failure_message(event: dict[str, Any]) -> tuple[str, str]:
         "",
         f"Execution: {console_link(str(event.get('execution_id', '')))}",
     ]
+    if report_uri:
+        lines.append(f"Run report (written when the run ends, with what failed where): {report_uri}")
     dataset = dataset_of(state)
     if dataset:
         version = f" (version {dataset['version_id']})" if dataset.get("version_id") else ""
@@ -94,8 +96,8 @@ def failure_message(event: dict[str, Any]) -> tuple[str, str]:
 
 
 @tracer.capture_method
-def notify_failure(event: dict[str, Any], topic_arn: str, sns: Any) -> dict[str, Any]:
-    subject, body = failure_message(event)
+def notify_failure(event: dict[str, Any], topic_arn: str, sns: Any, report_uri: str | None = None) -> dict[str, Any]:
+    subject, body = failure_message(event, report_uri)
     if not topic_arn:
         logger.warning("no FAILURE_TOPIC_ARN set; failure not published", extra={"subject": subject, "body": body})
         return {"message_id": None}
@@ -107,4 +109,6 @@ def notify_failure(event: dict[str, Any], topic_arn: str, sns: Any) -> dict[str,
 @logger.inject_lambda_context(correlation_id_path="execution_name")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return notify_failure(event, load_settings().failure_topic_arn, get_client("sns"))
+    settings = load_settings()
+    report = settings.run_report_uri(str(event.get("execution_name", "?")))
+    return notify_failure(event, settings.failure_topic_arn, get_client("sns"), report)

@@ -101,7 +101,7 @@ def record_run(
         settings.instance_prices,
         (settings.endpoint_instance_type, settings.endpoint_instance_count),
     )
-    key = f"{settings.runs_prefix}{state_input.execution_name}.json"
+    key = settings.run_record_key(state_input.execution_name)
     s3.put_object(
         Bucket=settings.bucket,
         Key=key,

@@ -15,7 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline.common.clients import get_client
-from pipeline.common.config import load_settings
+from pipeline.common.config import Settings, load_settings
 from pipeline.common.model_approval import set_approval
 from pipeline.common.observability import logger, metrics, tracer
 from pipeline.common.sagemaker_gateway import SageMakerGateway, sagemaker_gateway
@@ -37,7 +37,9 @@ def _comparison(gate: Gate) -> str:
     return "none (no model was serving)"
 
 
-def rejection_notice(gate: Gate, dataset: Dataset, execution_name: str, execution_id: str) -> tuple[str, str]:
+def rejection_notice(
+    gate: Gate, dataset: Dataset, execution_name: str, execution_id: str, report_uri: str
+) -> tuple[str, str]:
     """(subject, body) of the notice."""
     version = f" (version {dataset.version_id})" if dataset.version_id else ""
     lines = [
@@ -51,6 +53,7 @@ def rejection_notice(gate: Gate, dataset: Dataset, execution_name: str, executio
         f"Dataset: s3://{dataset.bucket}/{dataset.key}{version}",
         "",
         f"Execution: {console_link(execution_id)}",
+        f"Run report (written when the run ends): {report_uri}",
         "",
         "To deploy it anyway, approve the package in the registry and deploy it by hand, or lower AccuracyFloor / "
         "raise ChampionTolerance and retrain with force.",
@@ -64,17 +67,19 @@ def reject_model(
     dataset: Dataset,
     execution_name: str,
     execution_id: str,
-    topic_arn: str,
+    settings: Settings,
     sagemaker: SageMakerGateway,
     sns: Any,
 ) -> dict[str, Any]:
+    topic_arn = settings.failure_topic_arn
     set_approval(
         sagemaker,
         gate.model_package_arn,
         "Rejected",
         f"Rejected by the champion/challenger gate of run {execution_name}: {gate.reason}",
     )
-    subject, body = rejection_notice(gate, dataset, execution_name, execution_id)
+    report = settings.run_report_uri(execution_name)
+    subject, body = rejection_notice(gate, dataset, execution_name, execution_id, report)
     message_id = None
     if topic_arn:
         message_id = sns.publish(TopicArn=topic_arn, Subject=subject, Message=body)["MessageId"]
@@ -94,7 +99,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         Dataset.model_validate(event["dataset"]),
         str(event.get("execution_name", "")),
         str(event.get("execution_id", "")),
-        load_settings().failure_topic_arn,
+        load_settings(),
         sagemaker_gateway(),
         get_client("sns"),
     )

@@ -165,7 +165,7 @@ def test_bad_dataset_fails_in_validation_and_leaves_the_endpoint(
     assert "test" in (result.cause or "")
     assert [v.name for v in result.visits] == [
         *("LoadRunSettings", "ClaimPipeline", "IsPipelineFree", "ValidateDataset", "NotifyFailure"),
-        *("RecordRun", "ReleasePipeline", "HowDidItEnd", "RunFailed"),
+        *("RecordRun", "WriteRunReport", "ReleasePipeline", "HowDidItEnd", "RunFailed"),
     ]
     assert _serving_config() == serving
 

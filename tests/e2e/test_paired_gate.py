@@ -101,6 +101,8 @@ def test_a_better_model_on_a_harder_test_split_deploys_where_own_split_accuracie
     package = boto3.client("sagemaker").describe_model_package(ModelPackageName=gate["model_package_arn"])
     properties = package["CustomerMetadataProperties"]
     assert properties["comparison"] == "paired" and properties["paired_images"] == str(COUNTS[2])
+    # (every rule's verdict among them, within the API's 50 entries after ApproveModel's two)
+    assert len(properties) <= 50 and "rule_LowGPUUtilization" in properties
     assert float(properties["champion_accuracy_same_images"]) == pytest.approx(paired["champion_accuracy"], abs=1e-4)
     # AND each model was scored as a CPU endpoint serves it: the served accuracy is what the floor judged
     assert gate["served_as"] in ("int8", "float32")

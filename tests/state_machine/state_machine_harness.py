@@ -87,12 +87,13 @@ HAPPY_PATH = [
     "IsEndpointReady",
     "ApproveModel",
     "RecordRun",
+    "WriteRunReport",
     "ReleasePipeline",
     "HowDidItEnd",
     "RetrainingSucceeded",
 ]
-# Every ending records the run and releases the pipeline before the terminal state.
-ENDING = ["RecordRun", "ReleasePipeline", "HowDidItEnd"]
+# Every ending records the run, writes its report and releases the pipeline before the terminal state.
+ENDING = ["RecordRun", "WriteRunReport", "ReleasePipeline", "HowDidItEnd"]
 FAILURE_TAIL = ["NotifyFailure", *ENDING, "RunFailed"]
 
 

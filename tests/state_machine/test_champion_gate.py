@@ -82,6 +82,16 @@ def test_worse_model_is_rejected_the_endpoint_untouched_and_people_told(pipeline
     properties = challenger["CustomerMetadataProperties"]
     assert (properties["champion_accuracy_same_images"], properties["paired_images"]) == ("0.9", "400")
     assert properties["comparison"] == "paired"
+    # (all within the API's 50 entries, with room for the two ApproveModel adds)
+    assert len(properties) <= 48 and "rule_LossNotDecreasing" in properties
+    # AND the run's report, next to its record, shows the decision with the paired figures
+    report_uri = second.output["report"]["uri"]
+    assert report_uri == second.output["record"]["uri"].removesuffix(".json") + ".html"
+    bucket, _, key = report_uri.removeprefix("s3://").partition("/")
+    page = boto3.client("s3", region_name=REGION).get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page
+    assert "400" in page and f"{low * 100:+.2f}" in page
+    assert report_uri in message  # the notice links to it
 
 
 def champion_channel(job_name: str) -> str | None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import tomllib
 from importlib import metadata
+from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from template_loading import REPO_ROOT
@@ -15,8 +17,11 @@ PROVIDED_BY_THE_RUNTIME = {"boto3", "botocore", "s3transfer", "jmespath", "pytho
 NEVER_BUNDLED = {"torch", "torchvision", "sagemaker", "boto3", "botocore", "smdebug", "numpy", "pandas"}
 
 
-def _bundle_requirements() -> dict[str, Requirement]:
-    lines = [line.split("#", 1)[0].strip() for line in REQUIREMENTS.read_text().splitlines()]
+REPORT_REQUIREMENTS = REPO_ROOT / "functions" / "report_requirements.txt"
+
+
+def _bundle_requirements(path: Path = REQUIREMENTS) -> dict[str, Requirement]:
+    lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
     requirements = [Requirement(line) for line in lines if line]
     return {canonicalize_name(r.name): r for r in requirements}
 
@@ -37,14 +42,16 @@ def test_bundle_pins_the_project_dependencies_exactly_as_pyproject() -> None:
         assert (bundled.extras, str(bundled.specifier)) == (declared.extras, str(declared.specifier))
 
 
-def test_every_bundled_version_is_the_one_the_tests_run_with() -> None:
-    for name, requirement in _bundle_requirements().items():
+@pytest.mark.parametrize("path", [REQUIREMENTS, REPORT_REQUIREMENTS], ids=["bundle", "report bundle"])
+def test_every_bundled_version_is_the_one_the_tests_run_with(path: Path) -> None:
+    for name, requirement in _bundle_requirements(path).items():
         assert _pinned_version(requirement) == metadata.version(name), name
 
 
-def test_bundle_is_the_whole_dependency_closure_without_the_runtime_sdk() -> None:
+@pytest.mark.parametrize("path", [REQUIREMENTS, REPORT_REQUIREMENTS], ids=["bundle", "report bundle"])
+def test_bundle_is_the_whole_dependency_closure_without_the_runtime_sdk(path: Path) -> None:
     # functions/Makefile installs with --no-deps, so a dependency missing here would be missing on Lambda.
-    bundle = _bundle_requirements()
+    bundle = _bundle_requirements(REQUIREMENTS) | _bundle_requirements(path)
     for name, requirement in bundle.items():
         for dependency_line in metadata.requires(name) or []:
             dependency = Requirement(dependency_line)
@@ -59,3 +66,12 @@ def test_bundle_is_the_whole_dependency_closure_without_the_runtime_sdk() -> Non
 
 def test_bundle_leaves_out_the_sdk_and_the_training_stack() -> None:
     assert set(_bundle_requirements()) & NEVER_BUNDLED == set()
+
+
+def test_report_bundle_pins_the_report_group_exactly_as_pyproject() -> None:
+    group = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["dependency-groups"]["report"]
+    bundle = _bundle_requirements(REPORT_REQUIREMENTS)
+    for line in group:
+        declared = Requirement(line)
+        assert str(bundle[canonicalize_name(declared.name)].specifier) == str(declared.specifier), declared.name
+    assert set(bundle) & (NEVER_BUNDLED - {"numpy"}) == set()  # numpy is matplotlib's; torch and the SDK never

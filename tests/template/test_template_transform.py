@@ -24,6 +24,7 @@ STATE_MODULES = {
     "ClaimPipelineFunction": "claim_pipeline",
     "CheckAlreadyTrainedFunction": "check_already_trained",
     "RecordRunFunction": "record_run",
+    "WriteRunReportFunction": "write_run_report",
     "ReleasePipelineFunction": "release_pipeline",
 }
 
@@ -41,7 +42,8 @@ def test_transform_gives_one_python312_function_per_state_with_tracing(cloudform
         assert properties["Runtime"] == "python3.12"
         assert properties["TracingConfig"] == {"Mode": "Active"}
         assert properties["LoggingConfig"]["LogFormat"] == "JSON"
-        # One shared CodeUri: every function runs the same bundle.
+        # One shared CodeUri: every function is built from the same folder (functions/Makefile adds the report's
+        # plotting libraries to WriteRunReport's bundle only).
         assert properties["Code"] == {"S3Bucket": "artifacts-bucket", "S3Key": "functions/"}
 
 

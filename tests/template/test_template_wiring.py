@@ -144,8 +144,14 @@ def test_bundle_makefile_builds_for_the_runtime_and_architecture_of_the_template
     settings = {name.strip(): value.strip() for name, value in settings.items()}
     globals_ = sam_template["Globals"]["Function"]
     assert globals_["Runtime"] == f"python{settings['LAMBDA_PYTHON_VERSION']}"
-    platform_architecture = {"manylinux2014_aarch64": "arm64", "manylinux2014_x86_64": "x86_64"}
-    assert globals_["Architectures"] == [platform_architecture[settings["LAMBDA_PLATFORM"]]]
+    platform_architecture = {
+        "manylinux2014_aarch64": "arm64",
+        "manylinux2014_x86_64": "x86_64",
+        "manylinux_2_28_aarch64": "arm64",
+        "manylinux_2_28_x86_64": "x86_64",
+    }
+    for setting in ("LAMBDA_PLATFORM", "LAMBDA_PLATFORM_GLIBC_2_28"):
+        assert globals_["Architectures"] == [platform_architecture[settings[setting]]], setting
 
 
 # -- environment ↔ config.py ----------------------------------------------------------------------------------------

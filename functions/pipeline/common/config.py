@@ -98,6 +98,13 @@ class Settings:
     runs_prefix: str
     instance_prices: dict[str, float]
 
+    def run_record_key(self, execution_name: str) -> str:
+        return f"{self.runs_prefix}{execution_name}.json"
+
+    def run_report_uri(self, execution_name: str) -> str:
+        """Where WriteRunReport puts the run's HTML page, next to its record (notices link to it beforehand)."""
+        return f"s3://{self.bucket}/{self.runs_prefix}{execution_name}.html"
+
 
 def load_settings() -> Settings:
     return Settings(

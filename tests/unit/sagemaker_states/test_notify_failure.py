@@ -53,6 +53,9 @@ def test_publishes_error_unwrapped_cause_link_dataset_and_jobs(topic_queue: str,
     assert "Dataset: s3://dog-data/incoming/dogImages.zip (version 3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY)" in body
     assert "Training job: train-251125-015343-3f9a1c" in body
     assert "Endpoint:" not in body
+    # AND it links to the run's report, next to its record
+    assert "Run report (written when the run ends, with what failed where): s3://" in body
+    assert "/runs/0b8a5f3e-8a43-4d0e-9a51-7c1f2b9d6e10.html" in body
 
 
 def test_dataset_comes_from_the_s3_event_when_validation_failed() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from offline.asl_graph import COLOURS, EDGE_IDLE, render_svg
+from pipeline.common.state_machine_drawing import COLOURS, EDGE_IDLE, render_svg
 
 ASL = json.loads((Path(__file__).parents[2] / "state_machine" / "retrain.asl.json").read_text())
 SVG_NS = {"svg": "http://www.w3.org/2000/svg"}
@@ -25,7 +25,8 @@ FAILED_RUN = [
     *("LoadRunSettings", "ClaimPipeline", "IsPipelineFree", "ValidateDataset", "CheckAlreadyTrained"),
     *("IsNewDataset", "StartTuning", "WaitForTuning", "GetTuningStatus", "IsTuningDone", "WaitForTuning"),
     *("GetTuningStatus", "IsTuningDone", "PickBestJob", "StartTraining", "WaitForTraining", "GetTrainingStatus"),
-    *("IsTrainingDone", "CheckRules", "NotifyFailure", "RecordRun", "ReleasePipeline", "HowDidItEnd", "RunFailed"),
+    *("IsTrainingDone", "CheckRules", "NotifyFailure", "RecordRun", "WriteRunReport", "ReleasePipeline"),
+    *("HowDidItEnd", "RunFailed"),
 ]
 FAILED_RUN_TRANSITIONS = {
     ("LoadRunSettings", "ClaimPipeline", "next", 0),
@@ -46,7 +47,8 @@ FAILED_RUN_TRANSITIONS = {
     ("IsTrainingDone", "CheckRules", "choice", 0),
     ("CheckRules", "NotifyFailure", "catch", 0),  # the failure: drawn red
     ("NotifyFailure", "RecordRun", "next", 0),  # not its Catch, which joins the same two states
-    ("RecordRun", "ReleasePipeline", "next", 0),
+    ("RecordRun", "WriteRunReport", "next", 0),
+    ("WriteRunReport", "ReleasePipeline", "next", 0),
     ("ReleasePipeline", "HowDidItEnd", "next", 0),
     ("HowDidItEnd", "RunFailed", "choice", 0),
 }
@@ -194,7 +196,8 @@ def test_every_transition_of_the_asl_is_drawn_exactly_once_between_its_two_boxes
     boxes, _, drawn = _parse(render_svg(ASL, FAILED_RUN, failed_state="CheckRules"))
     expected = _asl_transitions(ASL)
     assert Counter(d.key for d in drawn) == expected
-    assert sum(n for key, n in expected.items() if key[2] == "catch") == 17
+    catches = sum(len(state.get("Catch", [])) for state in ASL["States"].values())
+    assert catches > 10 and sum(n for key, n in expected.items() if key[2] == "catch") == catches
     assert expected[("NotifyFailure", "RecordRun", "next", 0)] == expected[("NotifyFailure", "RecordRun", "catch", 0)]
     for edge in drawn:
         assert boxes[edge.source].touches(edge.points[0]), edge
@@ -240,17 +243,18 @@ def test_the_path_taken_is_highlighted_and_nothing_else() -> None:
 
 
 def test_a_caught_failure_between_states_joined_by_next_and_catch_highlights_the_catch() -> None:
-    # GIVEN RecordRun failed: its Catch and its Next both lead to ReleasePipeline
-    path = ["LoadRunSettings", "ClaimPipeline", "IsPipelineFree", "RecordRun", "ReleasePipeline"]
-    _, _, drawn = _parse(render_svg(ASL, path, failed_state="RecordRun"))
+    # GIVEN WriteRunReport failed: its Catch and its Next both lead to ReleasePipeline
+    path = ["LoadRunSettings", "ClaimPipeline", "IsPipelineFree", "RecordRun", "WriteRunReport", "ReleasePipeline"]
+    _, _, drawn = _parse(render_svg(ASL, path, failed_state="WriteRunReport"))
     taken = {d.key for d in drawn if d.taken}
-    assert ("RecordRun", "ReleasePipeline", "catch", 0) in taken
-    assert ("RecordRun", "ReleasePipeline", "next", 0) not in taken
+    assert ("WriteRunReport", "ReleasePipeline", "catch", 0) in taken
+    assert ("WriteRunReport", "ReleasePipeline", "next", 0) not in taken
     assert ("IsPipelineFree", "RecordRun", "default", 0) in taken
 
 
 def test_a_successful_run_draws_no_failure_highlighted() -> None:
-    path = ["LoadRunSettings", "ClaimPipeline", "IsPipelineFree", "RecordRun", "ReleasePipeline", "HowDidItEnd"]
+    path = [*("LoadRunSettings", "ClaimPipeline", "IsPipelineFree", "RecordRun", "WriteRunReport"),
+            *("ReleasePipeline", "HowDidItEnd")]  # fmt: skip
     _, states, drawn = _parse(render_svg(ASL, [*path, "QueuedBehindRunningRun"]))
     assert states["NotifyFailure"]["fill"] == "#ffffff"
     assert states["QueuedBehindRunningRun"]["fill"] == COLOURS["visited"]

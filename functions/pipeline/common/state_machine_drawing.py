@@ -128,7 +128,7 @@ def _feedback_edges(asl: dict[str, Any], successors: dict[str, list[str]]) -> se
     return feedback
 
 
-class _TerminalsLast(SugiyamaLayout):
+class _TerminalsLast(SugiyamaLayout):  # type: ignore[misc]  # grandalf has no type hints
     """Sugiyama ranking, then every terminal state moved to the layer below the deepest other state."""
 
     def __init__(self, graph: Any, terminals: set[Vertex]) -> None:
@@ -166,7 +166,7 @@ class _TerminalsLast(SugiyamaLayout):
                 attributes = self.grx[v]
                 attributes.root = attributes.align = attributes.sink = v
                 attributes.shift, attributes.X, attributes.x = float("inf"), None, [0.0] * 4
-        current = self.dirvh
+        current: int = getattr(self, "dirvh")  # noqa: B009  (grandalf's attribute, untyped)
         left_alignments = (0, 2)  # dirvh 0: leftmost upper, 2: leftmost lower
         for dirvh in left_alignments:
             self.dirvh = dirvh
@@ -193,7 +193,7 @@ def layout(asl: dict[str, Any]) -> Layout:
     successors: dict[str, list[str]] = {name: [] for name in states}
     for source, target in pairs:
         successors[source].append(target)
-    degree = defaultdict(int)
+    degree: defaultdict[tuple[str, str], int] = defaultdict(int)
     for transition in arrows:
         degree[(transition.source, "out")] += 1
         degree[(transition.target, "in")] += 1
@@ -269,9 +269,11 @@ def _routes(
         siblings = pairs[key]
         offset = (siblings.index(transition) - (len(siblings) - 1) / 2) * LANE_STEP
         r0, r1 = layers[transition.source], layers[transition.target]
-        step = 1 if r1 > r0 else -1
+        direction = 1 if r1 > r0 else -1
         lane = lanes.get(key, {})
-        middles[transition] = [(lane[r][0] + offset, lane[r][1]) for r in range(r0 + step, r1, step) if r in lane]
+        middles[transition] = [
+            (lane[r][0] + offset, lane[r][1]) for r in range(r0 + direction, r1, direction) if r in lane
+        ]
     # Ports: where a transition leaves or enters a box, spread along the side it uses, ordered by where it goes.
     sides: dict[tuple[str, str], list[tuple[float, int, Transition, str]]] = defaultdict(list)
     for order, transition in enumerate(arrows):
@@ -287,10 +289,10 @@ def _routes(
     for (name, side), users in sides.items():
         box = boxes[name]
         users.sort(key=lambda u: (u[0], u[1]))
-        step = min(PORT_STEP, (box.w - 16) / max(len(users) - 1, 1))
+        spacing = min(float(PORT_STEP), (box.w - 16) / max(len(users) - 1, 1))
         y = box.y + box.h if side == "bottom" else box.y
         for i, (_, _, transition, end) in enumerate(users):
-            ports[(transition, end)] = (box.cx + (i - (len(users) - 1) / 2) * step, y)
+            ports[(transition, end)] = (box.cx + (i - (len(users) - 1) / 2) * spacing, y)
 
     routes: dict[Transition, list[tuple[float, float]]] = {}
     for transition in arrows:
