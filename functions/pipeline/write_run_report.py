@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from pipeline.common.clients import get_client
 from pipeline.common.config import Settings, load_settings
-from pipeline.common.job_outputs import read_output_files
+from pipeline.common.job_outputs import output_archive_uri, read_output_files, split_s3_uri
 from pipeline.common.observability import logger, tracer
 from pipeline.common.run_report import ReportInputs, render_report
 from pipeline.common.s3_ranged_reader import S3RangedReader
@@ -39,13 +39,8 @@ MAX_TRIALS = 100
 ZIP_READ_BUFFER = 1024 * 1024
 
 
-def _split_s3_uri(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
 def read_record(s3: Any, record_uri: str) -> dict[str, Any]:
-    bucket, key = _split_s3_uri(record_uri)
+    bucket, key = split_s3_uri(record_uri)
     document: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     return document
 
@@ -81,8 +76,7 @@ def training_history(s3: Any, sagemaker: SageMakerGateway, training_job: str | N
     if not training_job:
         return []
     description = sagemaker.call("describe_training_job", TrainingJobName=training_job)
-    output = description.get("OutputDataConfig", {}).get("S3OutputPath", "").rstrip("/")
-    found = read_output_files(s3, f"{output}/{training_job}/output/output.tar.gz", (TRAINING_HISTORY_NAME,)) or {}
+    found = read_output_files(s3, output_archive_uri(description), (TRAINING_HISTORY_NAME,)) or {}
     epochs = (found.get(TRAINING_HISTORY_NAME) or {}).get("epochs") or []
     return list(epochs)
 
@@ -91,7 +85,7 @@ def thumbnails(s3: Any, validated_uri: str | None, misclassified: list[dict[str,
     """The first few misclassified test images, read out of the validated zip (a handful of ranged GETs)."""
     if not validated_uri or not misclassified:
         return []
-    reader = S3RangedReader.open(s3, *_split_s3_uri(validated_uri))
+    reader = S3RangedReader.open(s3, *split_s3_uri(validated_uri))
     pictures = []
     with zipfile.ZipFile(io.BufferedReader(reader, ZIP_READ_BUFFER)) as archive:
         for mistake in misclassified[:THUMBNAILS]:
@@ -169,18 +163,18 @@ def write_run_report(
         history=training_history(s3, sagemaker, jobs.get("training")),
         rules=record.get("rules"),
         evaluation=evaluation,
-        thumbnails=_thumbnails_or_none(s3, dataset.get("validated_uri"), misclassified),
+        thumbnails=_thumbnails_if_readable(s3, dataset.get("validated_uri"), misclassified),
         timeline=timeline,
         state_machine_svg=render_svg(json.loads(definition), path, failed_state=failed),
     )
     page = render_report(inputs).encode()
     uri = settings.run_report_uri(execution_name)
-    bucket, key = _split_s3_uri(uri)
+    bucket, key = split_s3_uri(uri)
     s3.put_object(Bucket=bucket, Key=key, Body=page, ContentType="text/html; charset=utf-8")
     return {"uri": uri, "bytes": len(page)}
 
 
-def _thumbnails_or_none(s3: Any, validated_uri: str | None, misclassified: list[dict[str, Any]]) -> list[Any]:
+def _thumbnails_if_readable(s3: Any, validated_uri: str | None, misclassified: list[dict[str, Any]]) -> list[Any]:
     # Pictures are a nicety: a zip that cannot be read (lifecycle-expired, say) leaves the page without them.
     try:
         return thumbnails(s3, validated_uri, misclassified)

@@ -18,10 +18,9 @@ from pathlib import Path
 import boto3
 import profiler_rules
 import pytest
+from offline_pipelines import stand_in_pipeline
 
-from offline.initial_weights import choose_initial_weights
-from offline.local_sagemaker import tuning
-from offline.run import Console, OfflinePipeline, RunOptions, RunResult, audit_rows, main, print_audit
+from offline.run import OfflinePipeline, RunOptions, RunResult, audit_rows, main, print_audit
 from offline.synthetic_dataset import write_dataset_zip
 
 pytestmark = pytest.mark.slow
@@ -58,16 +57,8 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfflinePipeline]:
     work = tmp_path_factory.mktemp("offline")
-    with pytest.MonkeyPatch.context() as env:  # the module-scoped twin of tests/conftest.py's credentials
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        # The local tuner samples at random; a batch of 128 would leave 3 training steps, too few to judge.
-        env.setattr(tuning, "sample_hyperparameters", lambda ranges, rng: dict(TUNED))
-        # The offline run's default: the production path (frozen backbone, the head on cached features) from the
-        # stand-in weights, with 9 training steps at batch 32 for the blocking rules (the tuner is pinned below).
-        weights = choose_initial_weights("stand-in")
-        parameters = OPTIONS.template_parameters(COUNTS, weights)
-        with OfflinePipeline(work, parameters, Console(quiet=True), initial_weights=weights) as offline:
-            yield offline
+    with stand_in_pipeline(work, OPTIONS, TUNED) as offline:
+        yield offline
 
 
 @pytest.fixture(scope="module")

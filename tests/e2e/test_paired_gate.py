@@ -15,10 +15,9 @@ from pathlib import Path
 
 import boto3
 import pytest
+from offline_pipelines import stand_in_pipeline
 
-from offline.initial_weights import choose_initial_weights
-from offline.local_sagemaker import tuning
-from offline.run import Console, OfflinePipeline, RunOptions, RunResult
+from offline.run import OfflinePipeline, RunOptions, RunResult
 from offline.synthetic_dataset import write_dataset_zip
 
 pytestmark = pytest.mark.slow
@@ -51,13 +50,8 @@ def _dataset(folder: Path, noise: float, seed: int) -> Path:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfflinePipeline]:
     work = tmp_path_factory.mktemp("paired")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        env.setattr(tuning, "sample_hyperparameters", lambda ranges, rng: dict(TUNED))
-        weights = choose_initial_weights("stand-in")
-        parameters = OPTIONS.template_parameters(COUNTS, weights)
-        with OfflinePipeline(work, parameters, Console(quiet=True), initial_weights=weights) as offline:
-            yield offline
+    with stand_in_pipeline(work, OPTIONS, TUNED) as offline:
+        yield offline
 
 
 @pytest.fixture(scope="module")

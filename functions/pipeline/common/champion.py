@@ -13,6 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from pipeline.common.job_outputs import split_s3_uri
 from pipeline.common.model_packages import ENDPOINT_CONFIG_KEY, Package
 from pipeline.common.package_listing import newest_packages
 from pipeline.common.sagemaker_gateway import SageMakerGateway
@@ -37,13 +38,8 @@ def find_champion(sagemaker: SageMakerGateway, group: str, config: str) -> Packa
     return next((p for p in approved if p.properties.get(ENDPOINT_CONFIG_KEY) == config), None)
 
 
-def _split_s3_uri(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
 def _missing_artifact(s3: Any, uri: str) -> str | None:
-    bucket, key = _split_s3_uri(uri)
+    bucket, key = split_s3_uri(uri)
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except ClientError as error:

@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 
-def _split_s3_uri(uri: str) -> tuple[str, str]:
+def split_s3_uri(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     return bucket, key
 
@@ -30,7 +30,7 @@ def output_archive_uri(description: dict[str, Any]) -> str:
 
 def read_output_files(s3: Any, archive_uri: str, names: tuple[str, ...]) -> dict[str, dict[str, Any]] | None:
     """The named JSON files at the archive's top level (those present); None when the archive does not exist."""
-    bucket, key = _split_s3_uri(archive_uri)
+    bucket, key = split_s3_uri(archive_uri)
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     except ClientError as error:

@@ -195,6 +195,7 @@ def build_record(
             "validated_uri",
             "class_count",
             "counts",
+            "ignored",
         ),
         "jobs": {
             "tuning": (state.get("tuning") or {}).get("job_name") if isinstance(state.get("tuning"), dict) else None,

@@ -105,18 +105,19 @@ def _static_hyperparameters(settings: Settings, program: str, code_uri: str, reg
     return framework | {name: _wire_value(value) for name, value in settings.extra_hyperparameters.items()}
 
 
-def _training_channel(dataset: Dataset) -> dict[str, Any]:
+def _s3_channel(name: str, uri: str, content_type: str) -> dict[str, Any]:
+    """A File-mode channel; an exact key is an S3Prefix matching one object."""
     return {
-        "ChannelName": TRAINING_CHANNEL,
+        "ChannelName": name,
         "DataSource": {
-            "S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": dataset.validated_uri,
-                "S3DataDistributionType": "FullyReplicated",
-            }
+            "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
         },
-        "ContentType": "application/zip",
+        "ContentType": content_type,
     }
+
+
+def _training_channel(dataset: Dataset) -> dict[str, Any]:
+    return _s3_channel(TRAINING_CHANNEL, dataset.validated_uri, "application/zip")
 
 
 def _tags(dataset: Dataset) -> list[dict[str, str]]:
@@ -262,21 +263,6 @@ def rule_configurations(names: tuple[str, ...], rule_image_uri: str) -> list[dic
     ]
 
 
-def _champion_channel(model_data_url: str) -> dict[str, Any]:
-    """The serving model's model.tar.gz (an exact key is an S3Prefix matching one object)."""
-    return {
-        "ChannelName": CHAMPION_CHANNEL,
-        "DataSource": {
-            "S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": model_data_url,
-                "S3DataDistributionType": "FullyReplicated",
-            }
-        },
-        "ContentType": "application/x-gzip",
-    }
-
-
 def training_job_request(
     settings: Settings,
     dataset: Dataset,
@@ -298,7 +284,8 @@ def training_job_request(
     hyperparameters |= encode_hyperparameters(tuned | {"epochs": settings.training_epochs} | serving)
     channels = [_training_channel(dataset)]
     if champion_model_uri:
-        channels.append(_champion_channel(champion_model_uri))
+        # The serving model's model.tar.gz.
+        channels.append(_s3_channel(CHAMPION_CHANNEL, champion_model_uri, "application/x-gzip"))
     request: dict[str, Any] = {
         "TrainingJobName": job_name,
         "HyperParameters": hyperparameters,

@@ -28,6 +28,7 @@ DATASET = {
     "counts": {"train": 6, "valid": 3, "test": 3},
     "class_count": 3,
     "reads": {"requests": 2},
+    "ignored": {"count": 1, "examples": ["dogImages/.DS_Store"], "directory_entries": 8},
 }
 
 
@@ -142,6 +143,7 @@ def test_record_of_a_deployed_run_holds_the_audit_and_the_cost(env: None, table:
     assert written["trigger"] == {"source": "aws.s3", "detail-type": "Object Created", "time": "2026-11-25T03:00:00Z"}
     assert written["dataset"]["counts"] == {"train": 6, "valid": 3, "test": 3}
     assert "reads" not in written["dataset"]
+    assert written["dataset"]["ignored"]["examples"] == ["dogImages/.DS_Store"]  # the report lists them
     assert written["jobs"] == {
         "tuning": "hpo-1",
         "trials": ["hpo-1-001", "hpo-1-002"],

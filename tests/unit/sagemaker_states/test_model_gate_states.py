@@ -76,14 +76,7 @@ def trained(
             "method": "paired bootstrap, 10000 resamples (seed 0), percentile interval", "mcnemar_p": 0.01,
             "challenger_only_correct": 10, "champion_only_correct": 30,
         }  # fmt: skip
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        data = json.dumps(evaluation).encode()
-        member = tarfile.TarInfo("evaluation.json")
-        member.size = len(data)
-        tar.addfile(member, io.BytesIO(data))
-    key = f"jobs/251125-015343-3f9a1c/{name}/output/output.tar.gz"
-    boto3.client("s3", region_name=REGION).put_object(Bucket="dog-data", Key=key, Body=archive.getvalue())
+    put_evaluation(evaluation, name)
 
 
 def with_champion(event: dict[str, Any], package_arn: str | None, problem: str | None = None) -> dict[str, Any]:
@@ -292,7 +285,7 @@ def test_create_model_package_request_is_exactly_the_agreed_one(
         "OutputDataConfig": {"S3OutputPath": "s3://dog-data/jobs/251125-015343-3f9a1c/"},
     }
     trained_alone = {"challenger": {"accuracy": 0.83, "served_as": "float32"}, "test_images": 836}
-    s3 = _s3_with_evaluation(trained_alone)
+    s3 = put_evaluation(trained_alone)
     stubber.add_response("describe_training_job", description, {"TrainingJobName": JOB})
     groups = {"ModelPackageGroupSummaryList": [_group_summary()]}
     stubber.add_response("list_model_package_groups", groups, {"NameContains": GROUP, "MaxResults": 100})
@@ -343,7 +336,8 @@ def test_create_model_package_request_is_exactly_the_agreed_one(
     )
 
 
-def _s3_with_evaluation(evaluation: dict[str, Any]) -> Any:
+def put_evaluation(evaluation: dict[str, Any], job: str = JOB) -> Any:
+    """The job's output.tar.gz holding ``evaluation`` as evaluation.json; returns the S3 client."""
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
         data = json.dumps(evaluation).encode()
@@ -351,9 +345,8 @@ def _s3_with_evaluation(evaluation: dict[str, Any]) -> Any:
         member.size = len(data)
         tar.addfile(member, io.BytesIO(data))
     s3 = boto3.client("s3", region_name=REGION)
-    s3.put_object(
-        Bucket="dog-data", Key=f"jobs/251125-015343-3f9a1c/{JOB}/output/output.tar.gz", Body=archive.getvalue()
-    )
+    key = f"jobs/251125-015343-3f9a1c/{job}/output/output.tar.gz"
+    s3.put_object(Bucket="dog-data", Key=key, Body=archive.getvalue())
     return s3
 
 
