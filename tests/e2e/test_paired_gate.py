@@ -4,7 +4,9 @@ Two datasets of the same breeds whose test splits differ in difficulty: A's imag
 pixel noise in every split. The model trained on A scores high on A's easy test split and becomes the champion; the
 model trained on B scores lower on B's hard test split, yet is the better model there: the champion, trained on
 clean images, does worse on B's noisy ones. Comparing each model's accuracy on its own test split (the gate before
-issue 11) rejects B's model; scoring both on B's test split deploys it.
+issue 11) rejects B's model; scoring both on B's test split deploys it. A third run, on another noisy dataset C
+with a learning rate too small for its 20 epochs, trains a model that is worse than B's on C's test images beyond
+the tolerance, though above the floor: it is rejected, with the interval in the reason, and B's model keeps serving.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ OPTIONS = RunOptions(
     tuning_epochs=3,
     epochs=20,
     image_size=IMAGE_SIZE,
-    parameters=(("AccuracyFloor", "0.5"), ("ChampionTolerance", str(TOLERANCE))),
+    parameters=(("AccuracyFloor", "0.4"), ("ChampionTolerance", str(TOLERANCE))),
 )
+# What every trial of the local tuner gets; the third run lowers the learning rate (the fixture's tuner reads it).
 TUNED = {"batch_size": json.dumps("32"), "learning_rate": "0.05"}
+TOO_SMALL_LEARNING_RATE = "0.002"
 
 
 def _dataset(folder: Path, noise: float, seed: int) -> Path:
@@ -55,16 +59,22 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfflinePipeli
 
 
 @pytest.fixture(scope="module")
-def runs(pipeline: OfflinePipeline, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, RunResult]:
+def runs(pipeline: OfflinePipeline, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, ...]:
     easy = _dataset(tmp_path_factory.mktemp("easy"), noise=4, seed=1)
     hard = _dataset(tmp_path_factory.mktemp("hard"), noise=90, seed=2)
+    other = _dataset(tmp_path_factory.mktemp("other"), noise=90, seed=3)
     first = pipeline.run(lambda: pipeline.upload(easy, "incoming/easy.zip"), tmp_path_factory.mktemp("first"))
     second = pipeline.run(lambda: pipeline.upload(hard, "incoming/hard.zip"), tmp_path_factory.mktemp("second"))
-    return first, second
+    TUNED["learning_rate"] = TOO_SMALL_LEARNING_RATE
+    try:
+        third = pipeline.run(lambda: pipeline.upload(other, "incoming/other.zip"), tmp_path_factory.mktemp("third"))
+    finally:
+        TUNED["learning_rate"] = "0.05"
+    return first, second, third
 
 
-def test_the_first_model_is_judged_on_the_floor_alone(runs: tuple[RunResult, RunResult]) -> None:
-    first, _ = runs
+def test_the_first_model_is_judged_on_the_floor_alone(runs: tuple[RunResult, ...]) -> None:
+    first, *_ = runs
     assert first.succeeded and first.outcome == "RetrainingSucceeded", (first.error, first.cause)
     gate = first.record["gate"]
     assert (gate["comparison"], gate["paired"], gate["champion_accuracy"]) == ("no champion", None, None)
@@ -72,9 +82,9 @@ def test_the_first_model_is_judged_on_the_floor_alone(runs: tuple[RunResult, Run
 
 
 def test_a_better_model_on_a_harder_test_split_deploys_where_own_split_accuracies_would_reject_it(
-    runs: tuple[RunResult, RunResult],
+    runs: tuple[RunResult, ...],
 ) -> None:
-    first, second = runs
+    first, second, _ = runs
     assert second.succeeded, (second.error, second.cause)
     champion_own_split = first.record["gate"]["challenger_accuracy"]
     gate = second.record["gate"]
@@ -100,3 +110,22 @@ def test_a_better_model_on_a_harder_test_split_deploys_where_own_split_accuracie
     assert float(properties["champion_accuracy_same_images"]) == pytest.approx(paired["champion_accuracy"], abs=1e-4)
     # AND each model was scored as a CPU endpoint serves it: the served accuracy is what the floor judged
     assert gate["served_as"] in ("int8", "float32")
+
+
+def test_a_model_worse_on_the_same_images_beyond_the_tolerance_is_rejected_with_its_interval(
+    runs: tuple[RunResult, ...],
+) -> None:
+    _, second, third = runs
+    assert third.succeeded and third.outcome == "ModelRejected", (third.error, third.cause)
+    gate = third.record["gate"]
+    # GIVEN a model above the floor, scored against the serving one (the second run's) on the same images
+    assert gate["challenger_accuracy"] >= 0.4
+    assert third.record["training"]["champion"]["model_package_arn"] == second.record["gate"]["model_package_arn"]
+    # THEN the interval lies below -tolerance, and the reason says by how much
+    low, high = gate["paired"]["interval"]
+    assert high < 0 and low < -TOLERANCE and not gate["passed"]
+    assert f"interval [{low:+.4f}, {high:+.4f}]" in gate["reason"] and "ChampionTolerance" in gate["reason"]
+    # AND the endpoint still serves the second run's model, and the run's report says it was rejected
+    assert third.record["endpoint"]["serving_config"] == second.record["deployment"]["endpoint_config"]
+    page = (third.output_dir / "report.html").read_text()
+    assert "REJECTED" in page.upper() and f"{low * 100:+.2f}" in page
