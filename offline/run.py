@@ -86,6 +86,8 @@ class RunOptions:
     schedule: bool = False
     # A local job that prints nothing for this long is stopped as stuck; nothing else bounds a run that progresses.
     stall_timeout: float = 600.0
+    # ApprovalMode manual (--parameter ApprovalMode=manual): approve the waiting model after this many seconds.
+    approve_after: float | None = None
     output: Path = field(default_factory=lambda: REPO_ROOT / "runs" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
     parameters: tuple[tuple[str, str], ...] = ()
     quiet: bool = False
@@ -240,8 +242,10 @@ class OfflinePipeline:
         console: Console,
         initial_weights: InitialWeights | None = None,
         stall_timeout: float | None = RunOptions.stall_timeout,
+        approve_after: float | None = None,
     ) -> None:
         self.work_dir = work_dir
+        self.approve_after = approve_after
         self.parameters = parameters
         self.console = console
         self.initial_weights = initial_weights
@@ -397,6 +401,8 @@ class OfflinePipeline:
             visits.append(StateVisit(details["name"], kind.removesuffix("StateEntered"), event["timestamp"]))
             if visits[-1].type not in ("Wait", "Choice") and not _is_poll(details["name"]):
                 self.console.say(f"> {details['name']}")
+            if details["name"] == "AwaitApproval":
+                self._ask_for_approval(json.loads(details.get("input") or "{}"))
         elif kind.endswith("StateExited") and visits:
             details = event["stateExitedEventDetails"]
             visit = visits[-1]
@@ -417,6 +423,26 @@ class OfflinePipeline:
         elif kind == "ExecutionFailed" and visits:
             visits[-1].exited = event["timestamp"]
             visits[-1].outcome = "failed"
+
+    def _ask_for_approval(self, state: dict[str, Any]) -> None:
+        """ApprovalMode manual: say how a person decides on AWS, and take the same decision here (typed, or after
+        --approve-after seconds); either way it is the registry's UpdateModelPackage that resumes the run."""
+        from pipeline.request_approval import approval_commands
+
+        package = (state.get("gate") or {}).get("model_package_arn", "<model package ARN>")
+        self.console.say("  waiting for a person to approve or reject the model in the registry; on AWS:")
+        for command in approval_commands(package):
+            self.console.say(f"    {command}")
+        if self.approve_after is not None:
+            self.console.say(f"  (--approve-after: approving it here in {self.approve_after:g} s)")
+            decide = threading.Timer(
+                self.approve_after, _decide, args=(package, "Approved", "approved by the offline run (--approve-after)")
+            )
+        else:
+            self.console.say("  here the local registry takes it: type 'approve <why>' or 'reject <why>' and Enter")
+            decide = threading.Thread(target=_decide_from_stdin, args=(package,))
+        decide.daemon = True
+        decide.start()
 
     def _report_poll(self, visit: StateVisit) -> None:
         """A status poll is worth a line only when what it saw changed."""
@@ -515,6 +541,24 @@ class OfflinePipeline:
         _copy_report(result)
 
 
+def _decide(package: str, status: str, description: str) -> None:
+    import boto3
+
+    boto3.client("sagemaker").update_model_package(
+        ModelPackageArn=package, ModelApprovalStatus=status, ApprovalDescription=description
+    )
+
+
+def _decide_from_stdin(package: str) -> None:
+    for line in sys.stdin:
+        verb, _, why = line.strip().partition(" ")
+        if verb.lower() in ("approve", "reject"):
+            status = "Approved" if verb.lower() == "approve" else "Rejected"
+            _decide(package, status, why or f"{status.lower()} in the offline run")
+            return
+        print("  type 'approve <why>' or 'reject <why>'", flush=True)
+
+
 def _pipeline_record(state: dict[str, Any]) -> dict[str, Any] | None:
     import boto3
 
@@ -599,6 +643,10 @@ def _summary(visit: StateVisit) -> str:
         "DeployEndpoint": lambda: f"{out['deployment']['action']} {out['deployment']['endpoint_config']}",
         "EvaluateModel": lambda: f"{'passed' if out['gate']['passed'] else 'rejected'}: {out['gate']['reason']}",
         "RejectModel": lambda: f"{out['rejection']['model_package_arn']} Rejected",
+        "AwaitApproval": lambda: (
+            f"{out['approval_decision']['status']} by {out['approval_decision']['approved_by']}: "
+            f"{out['approval_decision']['description']}"
+        ),
         "ApproveModel": lambda: f"{out['approval']['model_package_arn']} Approved",
     }.get(visit.name)
     try:
@@ -764,6 +812,13 @@ def parse_args(argv: list[str]) -> RunOptions:
     )
     parser.add_argument("--schedule", action="store_true", help="start through the schedule rule, not the upload")
     parser.add_argument(
+        "--approve-after",
+        type=float,
+        metavar="SECONDS",
+        help="with --parameter ApprovalMode=manual: approve the waiting model after this many seconds (for demos); "
+        "without it, run the printed update-model-package command (the local registry takes it while the run waits)",
+    )
+    parser.add_argument(
         "--stall-timeout",
         type=float,
         default=RunOptions.stall_timeout,
@@ -795,6 +850,7 @@ def parse_args(argv: list[str]) -> RunOptions:
         weights=args.weights,
         schedule=args.schedule,
         stall_timeout=args.stall_timeout,
+        approve_after=args.approve_after,
         parameters=tuple(parameters),
     )
     if args.output:
@@ -832,7 +888,12 @@ def offline_pipeline(options: RunOptions, console: Console) -> Iterator[tuple[Of
             "real photos); --parameter AccuracyFloor=... sets your own"
         )
     with OfflinePipeline(
-        work_dir, parameters, console, initial_weights=weights, stall_timeout=options.stall_timeout
+        work_dir,
+        parameters,
+        console,
+        initial_weights=weights,
+        stall_timeout=options.stall_timeout,
+        approve_after=options.approve_after,
     ) as pipeline:
         yield pipeline, zip_path
 

@@ -38,6 +38,8 @@ class Function:
     timeout: int
     memory: int
     environment: dict[str, str]
+    # EventBridgeRule events: (rule name, pattern); EventBridge invokes the function with the matching event.
+    rules: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass
@@ -258,7 +260,20 @@ class Template:
                 timeout=int(props.get("Timeout", self.resolve(globals_.get("Timeout", 3)))),
                 memory=int(props.get("MemorySize", self.resolve(globals_.get("MemorySize", 128)))),
                 environment={k: str(v) for k, v in env.items()},
+                rules=[
+                    (f"{self.stack_name}-{logical_id}{event_id}", event["Properties"]["Pattern"])
+                    for event_id, event in props.get("Events", {}).items()
+                    if event["Type"] == "EventBridgeRule"
+                ],
             )
+        if unsupported := [
+            f"{logical_id}.{event_id} ({event['Type']})"
+            for logical_id, resource in self.resources.items()
+            if resource["Type"] == "AWS::Serverless::Function"
+            for event_id, event in resource.get("Properties", {}).get("Events", {}).items()
+            if event["Type"] != "EventBridgeRule"
+        ]:
+            raise TemplateError(f"function event types not supported offline: {unsupported}")
         return result
 
     def state_machine(self) -> StateMachine:
@@ -426,5 +441,10 @@ def deploy_to_moto(template: Template) -> DeployedStack:
             target["Input"] = event.input if isinstance(event.input, str) else json.dumps(event.input)
         events.put_targets(Rule=event.rule_name, Targets=[target])
         rules[event.logical_id] = event
+
+    for function in functions.values():
+        for rule_name, pattern in function.rules:
+            events.put_rule(Name=rule_name, EventPattern=json.dumps(pattern), State="ENABLED")
+            events.put_targets(Rule=rule_name, Targets=[{"Id": function.logical_id, "Arn": function.arn}])
 
     return DeployedStack(template, bucket, topic_arn, state_machine_arn, functions, rules, tables)

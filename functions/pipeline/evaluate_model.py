@@ -4,7 +4,8 @@ Input: ``{"dataset": $.dataset, "best": $.best, "training": $.training, "rules":
 "execution_name": str}``.
 Output ($.gate): ``{"passed", "reason", "challenger_accuracy", "champion_accuracy", "comparison", "paired",
 "floor", "tolerance", "per_breed_tolerance", "served_as", "top5_accuracy", "model_package_arn",
-"champion_package_arn", "model_package_group", "evaluation_uri", "models"}`` (``models``: evaluation.json's
+"champion_package_arn", "model_package_group", "evaluation_uri", "models", "approval": {"mode",
+"timeout_seconds"}}`` (``models``: evaluation.json's
 per-model entries, for the run record and its report).
 
 The figures are the final training job's ``evaluation.json`` (in its output.tar.gz): the new model and, when one
@@ -182,6 +183,8 @@ def evaluate_model(
         "model_package_group": group,
         "champion_package_arn": champion_arn,
         "evaluation_uri": evaluation_uri,
+        # ApprovalMode: the state machine waits for a person's decision in the registry when "manual".
+        "approval": {"mode": settings.approval_mode, "timeout_seconds": settings.approval_timeout_seconds},
         # Both models' per-breed results, confusions and mistakes (~15 kB for 133 breeds) travel on to the run
         # record and its report, so evaluation.json keeps one reader.
         "models": {name: document.get(name) for name in ("challenger", "champion")},

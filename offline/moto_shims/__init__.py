@@ -19,6 +19,7 @@ from offline.moto_shims.events import Delivery, EventBridgeRouter, fire_schedule
 from offline.moto_shims.lambda_inprocess import Handler, InProcessLambda, Invocation, LocalLambdaContext
 from offline.moto_shims.sagemaker import (
     ImmediateLifecycle,
+    ModelPackageEvents,
     SageMakerLifecycle,
     SageMakerMissingActions,
     select_training_job_summaries,
@@ -36,6 +37,7 @@ __all__ = [
     "InProcessLambda",
     "Invocation",
     "LocalLambdaContext",
+    "ModelPackageEvents",
     "MotoPatch",
     "MotoVersionMismatch",
     "PatchSet",
@@ -60,7 +62,12 @@ def offline_aws_patches(
     Leave ``include_sagemaker_actions`` off when an ``offline.local_sagemaker.LocalSageMaker`` is installed: it
     brings the same actions with real lifecycles.
     """
-    patches: list[MotoPatch] = [InProcessLambda(lambda_overrides), EventBridgeRouter(), ExecutionNameFix()]
+    patches: list[MotoPatch] = [
+        InProcessLambda(lambda_overrides),
+        EventBridgeRouter(),
+        ExecutionNameFix(),
+        ModelPackageEvents(),
+    ]
     if fast_timers:
         patches.append(FastStepFunctionsTimers())
     if include_sagemaker_actions:

@@ -1,5 +1,5 @@
 """SageMaker actions moto 5.2.5 lacks: UpdateEndpoint, ListTrainingJobsForHyperParameterTuningJob,
-StopTrainingJob and StopHyperParameterTuningJob.
+StopTrainingJob and StopHyperParameterTuningJob; and (``ModelPackageEvents``) the registry's state-change events.
 
 moto dispatches a request to the ``SageMakerResponse`` method named after the action in snake_case, so adding
 the methods is enough (decorator mode and an in-process ThreadedMotoServer alike). The request checks follow
@@ -14,6 +14,7 @@ The listing of a tuning job's training jobs reads ``training_job_summaries`` (a 
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 from moto.core.responses import ActionResult, EmptyResult
@@ -198,3 +199,59 @@ def _as_response_method(action: Any) -> Any:
         return action(response)
 
     return method
+
+
+MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
+
+
+class ModelPackageEvents(MotoPatch):
+    """UpdateModelPackage as on AWS: the registry emits ``SageMaker Model Package State Change`` to EventBridge
+    when the approval status is set, and keeps the metadata keys the call does not name (moto 5.2.5 replaces the
+    map, clearing it when the call names none, and emits nothing)."""
+
+    def _patchers_to_start(self) -> list[Any]:
+        original = SageMakerModelBackend.update_model_package
+
+        def update_model_package(
+            backend: SageMakerModelBackend,
+            model_package_arn: str,
+            model_approval_status: str | None = None,
+            approval_description: str | None = None,
+            customer_metadata_properties: dict[str, str] | None = None,
+            **rest: Any,
+        ) -> str:
+            name = backend.model_package_name_mapping.get(model_package_arn, model_package_arn)
+            package = backend.model_packages.get(name)
+            if package is not None:
+                kept = dict(package.customer_metadata_properties or {})
+                customer_metadata_properties = {**kept, **(customer_metadata_properties or {})} or None
+            arn = original(
+                backend,
+                model_package_arn=model_package_arn,
+                model_approval_status=model_approval_status,
+                approval_description=approval_description,
+                customer_metadata_properties=customer_metadata_properties,
+                **rest,
+            )
+            if model_approval_status and package is not None:
+                _emit_state_change(backend, package)
+            return str(arn)
+
+        return [patch_attribute(SageMakerModelBackend, "update_model_package", update_model_package)]
+
+
+def _emit_state_change(backend: SageMakerModelBackend, package: Any) -> None:
+    from moto.events.models import events_backends
+
+    detail = {
+        "ModelPackageGroupName": package.model_package_group_name,
+        "ModelPackageVersion": package.model_package_version,
+        "ModelPackageArn": package.arn,
+        "ModelPackageName": package.model_package_name,
+        "ModelApprovalStatus": package.model_approval_status,
+        "ModelPackageStatus": "Completed",
+        "ApprovalDescription": package.approval_description,
+    }
+    events_backends[backend.account_id][backend.region_name].put_events(
+        [{"Source": "aws.sagemaker", "DetailType": MODEL_PACKAGE_STATE_CHANGE, "Detail": json.dumps(detail)}]
+    )

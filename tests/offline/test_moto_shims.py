@@ -21,6 +21,7 @@ from offline.moto_shims import (
     ExecutionNameFix,
     FastStepFunctionsTimers,
     InProcessLambda,
+    ModelPackageEvents,
     MotoVersionMismatch,
     SageMakerMissingActions,
     fire_schedule,
@@ -472,3 +473,40 @@ def test_patches_are_removed_on_uninstall() -> None:
     patches.uninstall()
     with pytest.raises(NotImplementedError):
         sm.stop_training_job(TrainingJobName="any")
+
+
+def test_setting_a_packages_approval_emits_the_registry_event_and_keeps_its_metadata() -> None:
+    # GIVEN a registered package with metadata, and a rule for this group's decisions on a function
+    sm = boto3.client("sagemaker", region_name=REGION)
+    sm.create_model_package_group(ModelPackageGroupName="dogs")
+    arn = sm.create_model_package(
+        ModelPackageGroupName="dogs",
+        ModelApprovalStatus="PendingManualApproval",
+        CustomerMetadataProperties={"test_accuracy": "0.9"},
+        InferenceSpecification={
+            "Containers": [{"Image": "img", "ModelDataUrl": "s3://data/model.tar.gz"}],
+            "SupportedContentTypes": ["image/jpeg"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+    )["ModelPackageArn"]
+    received: list[dict[str, object]] = []
+    events = boto3.client("events", region_name=REGION)
+    pattern = {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Model Package State Change"],
+        "detail": {"ModelPackageGroupName": ["dogs"], "ModelApprovalStatus": ["Approved", "Rejected"]},
+    }
+    events.put_rule(Name="decided", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule="decided", Targets=[{"Id": "f", "Arn": create_function("resume", "unused.handler")}])
+    with InProcessLambda({"resume": lambda event, context: received.append(event)}), EventBridgeRouter():
+        with ModelPackageEvents():
+            # WHEN a person approves it, naming no metadata (as the CLI call does)
+            sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription="ok")
+            kept = sm.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"]
+        # (without the shim, moto emits nothing)
+        sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Rejected", ApprovalDescription="no")
+    # THEN the rule's function got the registry's event once, and the metadata survived
+    ((event,),) = [received]
+    assert event["detail"]["ModelPackageArn"] == arn  # type: ignore[index]
+    assert event["detail"]["ModelApprovalStatus"] == "Approved"  # type: ignore[index]
+    assert kept == {"test_accuracy": "0.9"}

@@ -35,3 +35,8 @@ def test_a_dataset_of_your_own_without_imagenet_weights_is_not_held_to_the_image
     assert "AccuracyFloor" not in RunOptions().template_parameters((160, 40, 40), STAND_IN)  # the sample learns
     chosen = parse_args(["--dataset", "dogs.zip", "--parameter", "AccuracyFloor=0.3"])
     assert chosen.template_parameters(None, STAND_IN)["AccuracyFloor"] == "0.3"
+
+
+def test_approve_after_is_an_option_of_the_run() -> None:
+    assert parse_args(["--approve-after", "5"]).approve_after == 5.0
+    assert parse_args([]).approve_after is None

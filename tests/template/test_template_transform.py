@@ -25,6 +25,9 @@ STATE_MODULES = {
     "CheckAlreadyTrainedFunction": "check_already_trained",
     "RecordRunFunction": "record_run",
     "WriteRunReportFunction": "write_run_report",
+    "RequestApprovalFunction": "request_approval",
+    "ResumeApprovalFunction": "resume_approval",
+    "NotifyApprovalTimeoutFunction": "notify_approval_timeout",
     "ReleasePipelineFunction": "release_pipeline",
 }
 

@@ -22,6 +22,16 @@ def _env(name: str, default: str | None = None) -> str:
     return value
 
 
+APPROVAL_MODES = ("automatic", "manual")
+
+
+def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = _env(name, default)
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
 def _env_int(name: str, default: int) -> int:
     return int(_env(name, str(default)))
 
@@ -86,6 +96,8 @@ class Settings:
     accuracy_floor: float
     champion_tolerance: float
     per_breed_tolerance: float | None  # None: the per-breed guard is off
+    approval_mode: str  # "automatic": deploy what passes the gates; "manual": a person approves in the registry
+    approval_timeout_seconds: int  # ApprovalTimeoutHours, in the seconds Step Functions' TimeoutSeconds takes
     # Cost controls: managed spot (tuning trials, final training), its wait bound, warm pools for trials.
     spot_tuning: bool
     spot_training: bool
@@ -149,6 +161,8 @@ def load_settings() -> Settings:
         accuracy_floor=float(_env("ACCURACY_FLOOR", "0.60")),
         champion_tolerance=float(_env("CHAMPION_TOLERANCE", "0.03")),
         per_breed_tolerance=parse_per_breed_tolerance(_env("PER_BREED_TOLERANCE", PER_BREED_OFF)),
+        approval_mode=_choice("APPROVAL_MODE", "automatic", APPROVAL_MODES),
+        approval_timeout_seconds=max(1, round(float(_env("APPROVAL_TIMEOUT_HOURS", "72")) * 3600)),
         spot_tuning=_env_bool("SPOT_TUNING", True),
         spot_training=_env_bool("SPOT_TRAINING", False),
         max_wait_seconds=_env_int("MAX_WAIT_SECONDS", 2 * 4 * 3600),

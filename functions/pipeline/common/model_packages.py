@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline.common.sagemaker_gateway import SageMakerGateway
 
@@ -50,3 +51,10 @@ def describe(sagemaker: SageMakerGateway, arn: str) -> Package:
         dict(found.get("CustomerMetadataProperties") or {}),
         containers[0].get("ModelDataUrl"),
     )
+
+
+def approver(described: Mapping[str, Any]) -> str:
+    """Who last changed a described package: the IAM identity, else the Studio user profile."""
+    modified = described.get("LastModifiedBy") or {}
+    identity = (modified.get("IamIdentity") or {}).get("Arn")
+    return str(identity or modified.get("UserProfileName") or "unknown (no LastModifiedBy on the package)")

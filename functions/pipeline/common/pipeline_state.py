@@ -14,6 +14,10 @@ One DynamoDB table (template.yaml ``PipelineTable``, key ``pk``), four kinds of 
     A dataset identity that was trained (by which run, with which outcome, when).
 ``LAST_TRAINED``
     The newest of those, for the scheduled run's "is there anything newer" check.
+``APPROVAL#<model package ARN>``
+    A run waiting for a person's decision on that package (ApprovalMode manual): the Step Functions task token,
+    the execution, the deadline. Written by RequestApproval, taken (deleted, once) by ResumeApproval, so a
+    duplicate registry event finds nothing to resume.
 
 Leases and pending triggers carry ``ttl`` (the table's TTL attribute) so DynamoDB removes abandoned ones; the
 conditions never rely on TTL deletion, which may lag by days. Every DynamoDB error code is translated here.
@@ -32,6 +36,7 @@ from botocore.exceptions import ClientError
 LEASE_KEY = "LEASE"
 PENDING_KEY = "PENDING"
 LAST_TRAINED_KEY = "LAST_TRAINED"
+APPROVAL_PREFIX = "APPROVAL#"
 # The table's TimeToLiveSpecification.AttributeName in template.yaml.
 TTL_ATTRIBUTE = "ttl"
 # Removed by DynamoDB's TTL a day after the lease expired / a week after the trigger was queued.
@@ -267,6 +272,46 @@ class PipelineTable:
                 TTL_ATTRIBUTE: expires + LEASE_TTL_GRACE_SECONDS,
             }
         )
+
+    def extend_lease(self, holder: str, expires: int) -> bool:
+        """Keep our lease until ``expires`` (a run waiting for approval); False when it is not ours."""
+        try:
+            self.client.update_item(
+                TableName=self.name,
+                Key=_to_item({"pk": LEASE_KEY}),
+                UpdateExpression="SET expires_at = :expires, #ttl = :ttl",
+                ConditionExpression="holder = :me",
+                ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
+                ExpressionAttributeValues=_values(expires=expires, ttl=expires + LEASE_TTL_GRACE_SECONDS, me=holder),
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    # -- a run waiting for approval ---------------------------------------------------------------------------------
+
+    def await_approval(self, package_arn: str, task_token: str, execution: str, deadline: int) -> None:
+        self.client.put_item(
+            TableName=self.name,
+            Item=_to_item(
+                {
+                    "pk": f"{APPROVAL_PREFIX}{package_arn}",
+                    "task_token": task_token,
+                    "execution": execution,
+                    "deadline": deadline,
+                    TTL_ATTRIBUTE: deadline + LEASE_TTL_GRACE_SECONDS,
+                }
+            ),
+        )
+
+    def take_approval(self, package_arn: str) -> dict[str, Any] | None:
+        """The waiting run's entry, removed in the same call: of two events for one decision, one gets it."""
+        response = self.client.delete_item(
+            TableName=self.name, Key=_to_item({"pk": f"{APPROVAL_PREFIX}{package_arn}"}), ReturnValues="ALL_OLD"
+        )
+        return _from_item(response.get("Attributes"))
 
     # -- the waiting trigger --------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 SUCCEEDED, FAILED, REJECTED, ALREADY_TRAINED, QUEUED = "succeeded", "failed", "rejected", "already_trained", "queued"
+APPROVAL_TIMED_OUT = "approval_timed_out"
 # The outcomes after which the dataset counts as trained (see check_already_trained).
 TRAINED_OUTCOMES = frozenset({SUCCEEDED, REJECTED})
 TEST_ACCURACY_METRIC = "test:accuracy"
@@ -31,6 +32,10 @@ def outcome_of(state: dict[str, Any]) -> str:
         return QUEUED
     if isinstance(state.get("dedupe"), dict) and state["dedupe"].get("train") is False:
         return ALREADY_TRAINED
+    if "approval_timeout" in state:
+        return APPROVAL_TIMED_OUT
+    if isinstance(state.get("approval_decision"), dict) and state["approval_decision"].get("status") == "Rejected":
+        return REJECTED
     if isinstance(state.get("gate"), dict) and state["gate"].get("passed") is False:
         return REJECTED
     return SUCCEEDED
@@ -214,6 +219,7 @@ def build_record(
         "metrics": metrics,
         "test_accuracy": metrics.get(TEST_ACCURACY_METRIC),
         "gate": state.get("gate"),
+        "approval_decision": state.get("approval_decision"),
         "deployment": state.get("deployment"),
         "timings": timings(execution_start, now, tuning_description, training_description),
         "cost": cost_estimate(jobs, prices, *endpoint) if jobs else None,
