@@ -81,6 +81,7 @@ HAPPY_PATH = [
     "CheckRules",
     "EvaluateModel",
     "IsModelGoodEnough",
+    "IsApprovalManual",
     "DeployEndpoint",
     "WaitForEndpoint",
     "GetEndpointStatus",

@@ -18,12 +18,10 @@ from pipeline.common.pipeline_state import APPROVAL_PREFIX
 
 MANUAL = TEMPLATE_PARAMETERS | {"ApprovalMode": "manual", "ApprovalTimeoutHours": "0.05"}  # 3 minutes
 MANUAL_SHORT = TEMPLATE_PARAMETERS | {"ApprovalMode": "manual", "ApprovalTimeoutHours": "0.001"}  # 3.6 s
-WAIT = HAPPY_PATH.index("IsModelGoodEnough") + 1
-APPROVED_PATH = [*HAPPY_PATH[:WAIT], "IsApprovalManual", "AwaitApproval", "IsApproved", *HAPPY_PATH[WAIT:]]
-REJECTED_PATH = [*HAPPY_PATH[:WAIT], "IsApprovalManual", "AwaitApproval", "IsApproved", *ENDING, "ModelRejected"]
-TIMED_OUT_PATH = [
-    *HAPPY_PATH[:WAIT], "IsApprovalManual", "AwaitApproval", "NotifyApprovalTimeout", *ENDING, "ApprovalTimedOut"
-]  # fmt: skip
+WAIT = HAPPY_PATH.index("IsApprovalManual") + 1
+APPROVED_PATH = [*HAPPY_PATH[:WAIT], "AwaitApproval", "IsApproved", *HAPPY_PATH[WAIT:]]
+REJECTED_PATH = [*HAPPY_PATH[:WAIT], "AwaitApproval", "IsApproved", *ENDING, "ModelRejected"]
+TIMED_OUT_PATH = [*HAPPY_PATH[:WAIT], "AwaitApproval", "NotifyApprovalTimeout", *ENDING, "ApprovalTimedOut"]
 
 
 def start(pipeline: Pipeline, key: str, body: bytes) -> str:

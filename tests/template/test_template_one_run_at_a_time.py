@@ -79,3 +79,28 @@ def test_dashboard_is_valid_json_and_charts_the_metrics_record_run_publishes() -
         for metric in widget["properties"]["metrics"]
         if "service" in metric
     )
+
+
+def test_only_resume_approval_may_answer_a_task_token_and_only_for_this_state_machine(
+    sam_template: dict[str, Any],
+) -> None:
+    answering = {}
+    for name, resource in sam_template["Resources"].items():
+        for policy in resource.get("Properties", {}).get("Policies") or []:
+            for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                if any(a.startswith(("states:SendTask", "states:*")) for a in actions):
+                    answering[name] = (sorted(actions), statement["Resource"])
+    assert answering == {
+        "ResumeApprovalFunction": (
+            ["states:SendTaskSuccess"],
+            {"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:"
+             "${AWS::StackName}-retrain"},
+        )
+    }  # fmt: skip
+    # And the registry's decisions of this package group only reach it
+    (event,) = sam_template["Resources"]["ResumeApprovalFunction"]["Properties"]["Events"].values()
+    assert event["Properties"]["Pattern"]["detail"] == {
+        "ModelPackageGroupName": [{"Ref": "ModelPackageGroupName"}],
+        "ModelApprovalStatus": ["Approved", "Rejected"],
+    }
