@@ -44,6 +44,14 @@ def waiting_package(pipeline: Pipeline, execution: str, seconds: float = 60) -> 
     raise AssertionError(f"{execution} never waited for approval")
 
 
+def notices(pipeline: Pipeline, count: int, seconds: float = 30) -> list[tuple[str, str]]:
+    """The notices, once ``count`` of them were published (RequestApproval publishes after storing the token)."""
+    give_up = time.monotonic() + seconds
+    while len(published := pipeline.notifications()) < count and time.monotonic() < give_up:
+        time.sleep(0.05)
+    return published
+
+
 def decide(package: str, status: str, description: str) -> None:
     """What a person runs: aws sagemaker update-model-package --model-approval-status ..."""
     boto3.client("sagemaker", region_name=REGION).update_model_package(
@@ -70,7 +78,7 @@ def test_an_approved_model_is_deployed_and_the_approval_recorded(pipeline: Pipel
     # GIVEN a run waiting for approval, and its notice telling how to approve
     execution = start(pipeline, "incoming/dogImages.zip", dataset_zip)
     package = waiting_package(pipeline, execution)
-    ((subject, message),) = pipeline.notifications()
+    ((subject, message),) = notices(pipeline, 1)
     assert subject.startswith("Model awaits approval: ")
     assert f"aws sagemaker update-model-package --model-package-arn {package} --model-approval-status Approved" in (
         message

@@ -105,9 +105,8 @@ def test_handlers_feed_each_other_through_the_asl_wiring(
             continue
         if definition["Type"] == "Choice":
             choice = definition["Choices"][0]
-            name = (
-                choice["Next"] if _read(state, choice["Variable"]) is choice["BooleanEquals"] else definition["Default"]
-            )
+            expected = choice["BooleanEquals"] if "BooleanEquals" in choice else choice["StringEquals"]
+            name = choice["Next"] if _read(state, choice["Variable"]) == expected else definition["Default"]
             continue
         before(name)
         result = HANDLERS[name](_parameters(definition["Parameters"], state), lambda_context)
