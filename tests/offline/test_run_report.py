@@ -673,3 +673,12 @@ def test_what_the_caller_could_not_read_is_said_at_the_top() -> None:
     note = "part of the final training job's outputs could not be read: <NoSuchKey>"
     page = render_report(ReportInputs(record=record("first"), notes=[note]))
     assert page.index("could not be read: &lt;NoSuchKey&gt;") < page.index('<section id="decision">')
+
+
+def test_a_persons_decision_and_an_approval_timeout_are_on_the_page() -> None:
+    gate = {"passed": True, "reason": "passed the gates", "challenger_accuracy": 0.8, "model_package_arn": "arn:pkg/3"}
+    decision = {"status": "Rejected", "approved_by": "arn:aws:sts::1:assumed-role/ml-lead/ana", "description": "<no>"}
+    rejected = render_report(ReportInputs(record={"outcome": "rejected", "gate": gate, "approval_decision": decision}))
+    assert "Rejected by <code>arn:aws:sts::1:assumed-role/ml-lead/ana</code>: &lt;no&gt;" in rejected
+    timed_out = render_report(ReportInputs(record={"outcome": "approval_timed_out", "gate": gate}))
+    assert "Approval timed out" in timed_out and "nobody decided within ApprovalTimeoutHours" in timed_out

@@ -69,7 +69,8 @@ GREEN, RED, AMBER, BLUE, GREY = "#1a7f37", "#cf222e", "#9a6700", "#0969da", "#6e
 
 OUTCOMES = {
     "succeeded": ("Succeeded", "the new model was deployed", "ok"),
-    "rejected": ("Rejected", "the gate kept the serving model", "warn"),
+    "rejected": ("Rejected", "the gate or the approver kept the serving model", "warn"),
+    "approval_timed_out": ("Approval timed out", "nobody approved the model in time; it stays pending", "warn"),
     "failed": ("Failed", "nothing in production was changed", "bad"),
     "already_trained": ("Already trained", "this dataset was trained before; nothing to do", "neutral"),
     "queued": ("Queued", "another run was in progress; this trigger waits for it", "neutral"),
@@ -588,6 +589,14 @@ def _decision_section(inputs: ReportInputs, facts: _Facts) -> str:
         items.append(("Per-breed tolerance", _pct(gate.get("per_breed_tolerance"))))
     if gate.get("model_package_arn"):
         items.append(("Model package", _code(gate["model_package_arn"])))
+    decision = _dict(_dict(inputs.record).get("approval_decision"))
+    if decision:  # ApprovalMode manual: the person's decision in the registry
+        items.append(
+            ("Approval", f"{_esc(decision.get('status'))} by {_code(decision.get('approved_by'))}: "
+             f"{_esc(decision.get('description'))}")
+        )  # fmt: skip
+    elif facts.outcome == "approval_timed_out":
+        items.append(("Approval", "nobody decided within ApprovalTimeoutHours: the package stays pending"))
     return _section("decision", "Decision", _pairs(items))
 
 
@@ -1033,7 +1042,8 @@ def _deployment_section(inputs: ReportInputs, facts: _Facts) -> str:
     deployment = _dict(record.get("deployment"))
     if not deployment:
         why = {
-            "rejected": "No deployment: the gate rejected the model and the serving model stays.",
+            "rejected": "No deployment: the model was rejected (see the decision) and the serving model stays.",
+            "approval_timed_out": "No deployment: nobody approved the model in time.",
             "failed": "No deployment was made by this run.",
             "already_trained": "No deployment: nothing was trained.",
         }.get(facts.outcome, "No deployment recorded.")
