@@ -573,10 +573,12 @@ def _copy_report(result: RunResult) -> Path | None:
     """report.html: the page the run's WriteRunReport state wrote next to its record in the (moto) bucket."""
     import boto3
 
+    from pipeline.common.job_outputs import split_s3_uri
+
     uri = (result.final_state.get("report") or {}).get("uri")
     if not uri:
         return None
-    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    bucket, key = split_s3_uri(uri)
     path = result.output_dir / "report.html"
     path.write_bytes(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     return path

@@ -207,7 +207,7 @@ def paired_summary(
         raise ValueError("the two models share no breed with test images: there is nothing to compare them on")
     shared_truth = [truth[i] for i in keep]
     challenger_correct = challenger.correct(truth)[keep]
-    champion_correct = np.array([champion.top_k[i][0] == truth[i] for i in keep], dtype=bool)
+    champion_correct = champion.correct(truth)[keep]
     challenger_only = int((challenger_correct & ~champion_correct).sum())
     champion_only = int((champion_correct & ~challenger_correct).sum())
     low, high = paired_bootstrap_interval(challenger_correct, champion_correct, confidence=confidence)

@@ -14,6 +14,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from pipeline.common.champion_gate import interval_text
 from pipeline.common.clients import get_client
 from pipeline.common.config import Settings, load_settings
 from pipeline.common.model_approval import set_approval
@@ -26,11 +27,10 @@ from pipeline.notify_failure import SUBJECT_LIMIT, console_link
 def _comparison(gate: Gate) -> str:
     paired = gate.paired
     if paired:
-        low, high = paired["interval"]
         return (
             f"{paired['champion_accuracy']:.4f} on the same {paired['images']} test images (new model there: "
             f"{paired['challenger_accuracy']:.4f}; difference {paired['difference']:+.4f}, "
-            f"{paired['confidence']:.0%} interval [{low:+.4f}, {high:+.4f}])"
+            f"{interval_text(paired['confidence'], paired['interval'])})"
         )
     if gate.comparison == "champion unscored":
         return "not scored on these images (see the reason)"

@@ -16,6 +16,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from pipeline.common.champion_gate import interval_text
 from pipeline.common.clients import get_client
 from pipeline.common.config import Settings, load_settings
 from pipeline.common.observability import logger, tracer
@@ -38,7 +39,7 @@ def approval_notice(
     paired = gate.paired
     comparison = (
         f"{paired['difference']:+.4f} against the serving model on the same {paired['images']} test images "
-        f"(95% interval [{paired['interval'][0]:+.4f}, {paired['interval'][1]:+.4f}])"
+        f"({interval_text(paired['confidence'], paired['interval'])})"
         if paired
         else "no serving model was scored on the same images"
     )

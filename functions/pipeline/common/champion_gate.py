@@ -28,6 +28,12 @@ PER_BREED_OFF = "off"
 BREEDS_NAMED = 5
 
 
+def interval_text(confidence: float, interval: tuple[float, float] | list[float]) -> str:
+    """``95% interval [-0.0710, -0.0290]``: how the gate's reason and the notices state the paired interval."""
+    low, high = interval
+    return f"{confidence:.0%} interval [{low:+.4f}, {high:+.4f}]"
+
+
 @dataclass(frozen=True)
 class Paired:
     """The paired figures of evaluation.json's ``paired`` entry, plus both models' per-breed results."""
@@ -46,12 +52,10 @@ class Paired:
     breed_changes: dict[str, float]  # shared breed -> challenger's accuracy minus champion's on its images
 
     def describe(self) -> str:
-        low, high = self.interval
         text = (
             f"on the same {self.images} test images the new model scores {self.challenger_accuracy:.4f} and the "
             f"serving model {self.champion_accuracy:.4f}: difference {self.difference:+.4f}, "
-            f"{self.confidence:.0%} interval [{low:+.4f}, {high:+.4f}] ({self.method}; exact McNemar "
-            f"p={self.mcnemar_p:.3g})"
+            f"{interval_text(self.confidence, self.interval)} ({self.method}; exact McNemar p={self.mcnemar_p:.3g})"
         )
         if self.breeds_only_challenger or self.breeds_only_champion:
             text += (

@@ -792,6 +792,11 @@ def _misclassified(challenger: dict[str, Any], thumbnails: Sequence[Mapping[str,
     return "".join(parts)
 
 
+def _assignments(values: Mapping[str, Any], shown: Callable[[Any], Any]) -> str:
+    """``name = <code>value</code>, ...`` in name order."""
+    return ", ".join(f"{_esc(k)} = <code>{_esc(shown(v))}</code>" for k, v in sorted(values.items()))
+
+
 def _training_section(inputs: ReportInputs) -> str:
     record = _dict(inputs.record)
     history = [_dict(row) for row in inputs.history or []]
@@ -802,26 +807,11 @@ def _training_section(inputs: ReportInputs) -> str:
     if jobs.get("training"):
         items.append(("Training job", _code(jobs["training"])))
     if hyperparameters:
-        items.append(
-            (
-                "Hyperparameters",
-                ", ".join(
-                    f"{_esc(k)} = <code>{_esc(_format_hyper(_hyper(v)))}</code>"
-                    for k, v in sorted(hyperparameters.items())
-                ),
-            )
-        )
+        items.append(("Hyperparameters", _assignments(hyperparameters, lambda v: _format_hyper(_hyper(v)))))
     metrics = _dict(record.get("metrics"))
     if metrics:
-        items.append(
-            (
-                "Final metrics",
-                ", ".join(
-                    f"{_esc(k)} = <code>{_esc(f'{v:.4g}' if (v := _num(m)) is not None else m)}</code>"
-                    for k, m in sorted(metrics.items())
-                ),
-            )
-        )
+        shown = _assignments(metrics, lambda m: f"{v:.4g}" if (v := _num(m)) is not None else m)
+        items.append(("Final metrics", shown))
     if items:
         parts.append(_pairs(items))
     if not history:
