@@ -92,6 +92,11 @@ class Template:
             if allowed and str(value) not in [str(v) for v in allowed]:
                 raise TemplateError(f"parameter {name}={value!r} is not one of {allowed}")
             self.parameters[name] = str(value)
+        for rule_name, rule in self.body.get("Rules", {}).items():
+            # As CloudFormation before it creates anything (no RuleCondition is used in template.yaml).
+            for assertion in rule["Assertions"]:
+                if not self.resolve(assertion["Assert"]):
+                    raise TemplateError(f"rule {rule_name}: {assertion['AssertDescription']}")
         self.conditions: dict[str, bool] = {}
         for name in self.body.get("Conditions", {}):
             self._condition(name)
@@ -155,6 +160,9 @@ class Template:
         if name == "Select":
             index, items = self.resolve(arg)
             return items[int(index)]
+        if name == "Contains":  # a Rules function: whether the list holds the value
+            items, item = self.resolve(arg)
+            return item in items
         if name == "ToJsonString":
             return json.dumps(self.resolve(arg))
         raise TemplateError(f"Fn::{name} is not supported by the offline evaluator")
@@ -181,6 +189,8 @@ class Template:
         if name in pseudo:
             return pseudo[name]
         if name in self.parameters:
+            if self.body["Parameters"][name].get("Type") == "CommaDelimitedList":
+                return self.parameters[name].split(",")  # as CloudFormation: "" is [""]
             return self.parameters[name]
         return self.physical_id(name)
 

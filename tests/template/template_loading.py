@@ -51,6 +51,20 @@ def transform(sam_template: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def policy_statements(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every statement of a SAM resource's inline policies; one under ``!If [condition, statement, NoValue]``
+    (granted only with that condition, such as HasKmsKey) is returned as its statement."""
+    found = []
+    for policy in resource.get("Properties", {}).get("Policies") or []:
+        assert isinstance(policy, dict) and "Statement" in policy, "only inline statements: they say what is granted"
+        for statement in policy["Statement"]:
+            if "Fn::If" in statement:
+                _, statement, otherwise = statement["Fn::If"]
+                assert otherwise == {"Ref": "AWS::NoValue"}, "a conditional statement is granted or absent"
+            found.append(statement)
+    return found
+
+
 def all_states(states: dict[str, Any]) -> dict[str, Any]:
     """Every state, including those nested in Parallel branches and Map iterators."""
     found: dict[str, Any] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from template_loading import STATE_MACHINE
+from template_loading import STATE_MACHINE, policy_statements
 
 from offline.stack import Template
 from pipeline.common import pipeline_state, run_record
@@ -30,7 +30,7 @@ def test_lease_functions_name_the_state_machine_by_its_fixed_name(sam_template: 
     assert resources[STATE_MACHINE]["Properties"]["Name"] == {"Fn::Sub": "${AWS::StackName}-retrain"}
     granted = {}
     for function in ("ClaimPipelineFunction", "ReleasePipelineFunction"):
-        for statement in resources[function]["Properties"]["Policies"][0]["Statement"]:
+        for statement in policy_statements(resources[function]):
             if str(statement["Action"]).startswith("states:"):
                 granted[statement["Action"]] = statement["Resource"]["Fn::Sub"]
     assert granted == {
@@ -46,7 +46,7 @@ def test_lease_functions_name_the_state_machine_by_its_fixed_name(sam_template: 
         "RecordRunFunction",
         "ReleasePipelineFunction",
     ):
-        for statement in resources[function]["Properties"]["Policies"][0]["Statement"]:
+        for statement in policy_statements(resources[function]):
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             if any(a.startswith("dynamodb:") for a in actions):
                 assert statement["Resource"] == {"Fn::GetAtt": ["PipelineTable", "Arn"]}
@@ -86,11 +86,10 @@ def test_only_resume_approval_may_answer_a_task_token_and_only_for_this_state_ma
 ) -> None:
     answering = {}
     for name, resource in sam_template["Resources"].items():
-        for policy in resource.get("Properties", {}).get("Policies") or []:
-            for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
-                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-                if any(a.startswith(("states:SendTask", "states:*")) for a in actions):
-                    answering[name] = (sorted(actions), statement["Resource"])
+        for statement in policy_statements(resource) if resource["Type"].startswith("AWS::Serverless::") else []:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if any(a.startswith(("states:SendTask", "states:*")) for a in actions):
+                answering[name] = (sorted(actions), statement["Resource"])
     assert answering == {
         "ResumeApprovalFunction": (
             ["states:SendTaskSuccess"],

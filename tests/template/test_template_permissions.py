@@ -14,7 +14,7 @@ from typing import Any
 import botocore.session
 import pytest
 from botocore import xform_name
-from template_loading import REPO_ROOT, load_sam_template
+from template_loading import REPO_ROOT, load_sam_template, policy_statements
 
 PIPELINE_DIR = REPO_ROOT / "functions" / "pipeline"
 
@@ -91,14 +91,25 @@ def aws_actions_called_by(handler_module: Path) -> set[str]:
     return actions
 
 
+def conditional_statements(function: dict[str, Any], condition: str) -> list[dict[str, Any]]:
+    return [
+        statement["Fn::If"][1]
+        for policy in function["Properties"].get("Policies", [])
+        for statement in policy["Statement"]
+        if statement.get("Fn::If", [None])[0] == condition
+    ]
+
+
+def _actions(statement: dict[str, Any]) -> set[str]:
+    actions = statement["Action"]
+    return set(actions if isinstance(actions, list) else [actions])
+
+
 def granted_actions(function: dict[str, Any]) -> set[str]:
     granted = set()
-    for policy in function["Properties"].get("Policies", []):
-        assert isinstance(policy, dict) and "Statement" in policy, "only inline statements: they say what is granted"
-        for statement in policy["Statement"]:
-            assert statement["Effect"] == "Allow"
-            actions = statement["Action"]
-            granted |= set(actions if isinstance(actions, list) else [actions])
+    for statement in policy_statements(function):
+        assert statement["Effect"] == "Allow"
+        granted |= _actions(statement)
     return granted
 
 
@@ -143,12 +154,77 @@ def test_function_is_granted_no_service_action_its_code_never_calls(name: str, f
 
 @pytest.mark.parametrize(("name", "function"), _function_cases())
 def test_pass_role_is_only_for_the_sagemaker_role_and_only_to_sagemaker(name: str, function: dict[str, Any]) -> None:
-    for policy in function["Properties"].get("Policies", []):
-        for statement in policy["Statement"]:
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            if "iam:PassRole" in actions:
-                assert actions == ["iam:PassRole"]
-                assert statement["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
-                assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}, (
-                    name
-                )
+    for statement in policy_statements(function):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if "iam:PassRole" in actions:
+            assert actions == ["iam:PassRole"]
+            assert statement["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+            assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}, name
+
+
+# With KmsKeyArn set, a function gets the key only through the services it uses, and only the actions each use needs:
+# reading SSE-KMS objects decrypts their data key, writing (multipart and copies included) also generates one; the
+# table's key is decrypted through DynamoDB; publishing to the encrypted topic generates and decrypts a data key
+# (the topic had an AWS-managed key before, so that statement names KmsKeyArn or the account's keys); creating jobs
+# and endpoints with a volume key lets SageMaker create grants as the caller.
+SAGEMAKER_CALLS_WITH_A_VOLUME_KEY = {
+    "sagemaker:CreateHyperParameterTuningJob",
+    "sagemaker:CreateTrainingJob",
+    "sagemaker:CreateEndpointConfig",
+    "sagemaker:CreateEndpoint",
+    "sagemaker:UpdateEndpoint",
+}
+THE_KEY = {"Ref": "KmsKeyArn"}
+THE_KEY_OR_THE_SNS_MANAGED_ONE = {
+    "Fn::If": ["HasKmsKey", THE_KEY, {"Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"}]
+}
+
+
+def kms_needs(actions: set[str]) -> dict[str, set[str]]:
+    """The kms: actions a function needs on the customer-managed key, by the service it goes through."""
+    needs: dict[str, set[str]] = {}
+    if "s3:PutObject" in actions:
+        needs["s3"] = {"kms:Decrypt", "kms:GenerateDataKey"}
+    elif "s3:GetObject" in actions:
+        needs["s3"] = {"kms:Decrypt"}
+    if any(action.startswith("dynamodb:") for action in actions):
+        needs["dynamodb"] = {"kms:Decrypt", "kms:DescribeKey"}
+    if "sns:Publish" in actions:
+        needs["sns"] = {"kms:Decrypt", "kms:GenerateDataKey*"}
+    if actions & SAGEMAKER_CALLS_WITH_A_VOLUME_KEY:
+        needs["sagemaker"] = {"kms:CreateGrant", "kms:DescribeKey"}
+    return needs
+
+
+def test_kms_needs_follow_the_services_a_function_uses() -> None:
+    assert kms_needs({"s3:GetObject", "dynamodb:GetItem"}) == {
+        "s3": {"kms:Decrypt"},
+        "dynamodb": {"kms:Decrypt", "kms:DescribeKey"},
+    }
+    assert kms_needs({"s3:PutObject", "sagemaker:CreateTrainingJob"}) == {
+        "s3": {"kms:Decrypt", "kms:GenerateDataKey"},
+        "sagemaker": {"kms:CreateGrant", "kms:DescribeKey"},
+    }
+    assert kms_needs({"sagemaker:DescribeTrainingJob"}) == {}
+
+
+@pytest.mark.parametrize(("name", "function"), _function_cases())
+def test_with_a_customer_key_a_function_gets_exactly_the_kms_actions_it_needs(
+    name: str, function: dict[str, Any]
+) -> None:
+    conditional = conditional_statements(function, "HasKmsKey")
+    granted: dict[str, set[str]] = {}
+    for statement in policy_statements(function):
+        actions = _actions(statement)
+        if not any(action.startswith("kms:") for action in actions):
+            continue
+        assert {action.partition(":")[0] for action in actions} == {"kms"}, name
+        via = statement["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Sub"]
+        service = via.removesuffix(".${AWS::Region}.${AWS::URLSuffix}")
+        if service == "sns":
+            assert statement["Resource"] == THE_KEY_OR_THE_SNS_MANAGED_ONE, name
+        else:
+            assert statement in conditional and statement["Resource"] == THE_KEY, f"{name}: only with KmsKeyArn"
+        assert service not in granted, f"{name}: one statement per service"
+        granted[service] = actions
+    assert granted == kms_needs(granted_actions(function)), name

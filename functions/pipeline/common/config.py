@@ -44,6 +44,14 @@ def _env_list(name: str, default: str = "") -> tuple[str, ...]:
     return tuple(item.strip() for item in _env(name, default).split(",") if item.strip())
 
 
+def _vpc_security_groups() -> tuple[str, ...]:
+    # A VpcConfig needs both lists; one without the other is refused by SageMaker when the first job starts.
+    subnets, groups = _env_list("SUBNET_IDS"), _env_list("SECURITY_GROUP_IDS")
+    if bool(subnets) != bool(groups):
+        raise ValueError("SUBNET_IDS and SECURITY_GROUP_IDS must both be set (private networking) or both be empty")
+    return groups
+
+
 def _default_training_code_dir() -> Path:
     # In the Lambda bundle training_code/ sits beside the pipeline package; in the repository it is one level up.
     package_parent = Path(__file__).resolve().parents[2]
@@ -65,6 +73,13 @@ class Settings:
     expected_valid: int
     expected_test: int
     sagemaker_role_arn: str
+    # Encryption and private networking of the SageMaker jobs and model (sagemaker_requests.job_security):
+    # "" / () / False leave today's AWS-managed keys and AWS-managed network.
+    kms_key_arn: str
+    subnet_ids: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+    network_isolation: bool
+    inter_container_encryption: bool
     training_image_uri: str
     inference_image_uri: str
     rule_image_uri: str
@@ -130,6 +145,11 @@ def load_settings() -> Settings:
         expected_valid=_env_int("EXPECTED_VALID_IMAGES", 835),
         expected_test=_env_int("EXPECTED_TEST_IMAGES", 836),
         sagemaker_role_arn=_env("SAGEMAKER_ROLE_ARN", ""),
+        kms_key_arn=_env("KMS_KEY_ARN", ""),
+        subnet_ids=_env_list("SUBNET_IDS"),
+        security_group_ids=_vpc_security_groups(),
+        network_isolation=_env_bool("NETWORK_ISOLATION", False),
+        inter_container_encryption=_env_bool("INTER_CONTAINER_TRAFFIC_ENCRYPTION", False),
         training_image_uri=_env("TRAINING_IMAGE_URI", ""),
         inference_image_uri=_env("INFERENCE_IMAGE_URI", ""),
         rule_image_uri=_env("RULE_IMAGE_URI", ""),

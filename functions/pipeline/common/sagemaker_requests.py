@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -91,6 +92,57 @@ def decode_hyperparameter(text: str) -> Any:
 
 def job_output_uri(settings: Settings, run_id: str) -> str:
     return f"s3://{settings.bucket}/{settings.output_prefix}{run_id}/"
+
+
+# Families whose storage is local NVMe, encrypted by the instance's own hardware: SageMaker refuses a
+# VolumeKmsKeyId (CreateTrainingJob, CreateHyperParameterTuningJob) or an endpoint config KmsKeyId for them (API
+# reference: "Certain Nitro-based instances include local storage ... You can't request a VolumeKmsKeyId").
+# A "d" in the family name marks instance storage (g4dn, p4d, p3dn, m5d, c6id); these carry it without the "d"
+# (EC2 User Guide, "Instance store volumes": available instance store volumes per instance type).
+NVME_FAMILIES_WITHOUT_D = frozenset({"g5", "g6", "g6e", "g7e", "p5", "p5e", "p5en", "p6-b200", "trn1", "trn1n", "trn2"})
+_FAMILY_WITH_INSTANCE_STORE = re.compile(r"^[a-z]+\d+[a-z]*d[a-z]*$")
+
+
+def has_instance_storage(instance_type: str) -> bool:
+    """Whether ``ml.<family>.<size>`` runs on local NVMe storage (hardware-encrypted; no KMS key may be asked)."""
+    family = instance_type.removeprefix("ml.").split(".")[0]
+    return family in NVME_FAMILIES_WITHOUT_D or bool(_FAMILY_WITH_INSTANCE_STORE.match(family))
+
+
+def output_data_config(settings: Settings, output_uri: str) -> dict[str, str]:
+    """Where a job writes its model artifact; with KmsKeyArn, SSE-KMS with that key (AWS-managed otherwise)."""
+    return {"S3OutputPath": output_uri} | ({"KmsKeyId": settings.kms_key_arn} if settings.kms_key_arn else {})
+
+
+def resource_config(settings: Settings, instance_type: str, instance_count: int) -> dict[str, Any]:
+    """ResourceConfig of a training job or a tuning trial; the ML storage volume gets the key where it is EBS."""
+    config: dict[str, Any] = {
+        "InstanceType": instance_type,
+        "InstanceCount": instance_count,
+        "VolumeSizeInGB": settings.training_volume_gb,
+    }
+    if settings.kms_key_arn and not has_instance_storage(instance_type):
+        config["VolumeKmsKeyId"] = settings.kms_key_arn
+    return config
+
+
+def vpc_config(settings: Settings) -> dict[str, Any]:
+    """VpcConfig for jobs and the model: {} without subnets (SageMaker's own network, as before)."""
+    if not settings.subnet_ids:
+        return {}
+    return {"VpcConfig": {"SecurityGroupIds": list(settings.security_group_ids), "Subnets": list(settings.subnet_ids)}}
+
+
+def job_security(settings: Settings) -> dict[str, Any]:
+    """The network fields of a training job or a tuning job's definition; {} with the template's defaults."""
+    fields = vpc_config(settings)
+    if settings.network_isolation:
+        # No network from inside the container; SageMaker still fetches the channels and uploads the output.
+        fields["EnableNetworkIsolation"] = True
+    if settings.inter_container_encryption:
+        # Encrypts the traffic between the instances of a multi-instance job (slower; nothing with one instance).
+        fields["EnableInterContainerTrafficEncryption"] = True
+    return fields
 
 
 def _static_hyperparameters(settings: Settings, program: str, code_uri: str, region: str) -> dict[str, str]:
@@ -197,14 +249,10 @@ def tuning_job_request(
             "sagemaker_estimator_module": "sagemaker.pytorch.estimator",
         }
     )
-    resource_config: dict[str, Any] = {
-        "InstanceType": settings.tuning_instance_type,
-        "InstanceCount": 1,
-        "VolumeSizeInGB": settings.training_volume_gb,
-    }
+    trial_resources = resource_config(settings, settings.tuning_instance_type, 1)
     keep_alive, _ = warm_pool_seconds(settings)
     if keep_alive:
-        resource_config["KeepAlivePeriodInSeconds"] = keep_alive
+        trial_resources["KeepAlivePeriodInSeconds"] = keep_alive
     request: dict[str, Any] = {
         "HyperParameterTuningJobName": job_name,
         "HyperParameterTuningJobConfig": {
@@ -240,8 +288,9 @@ def tuning_job_request(
             },
             "RoleArn": settings.sagemaker_role_arn,
             "InputDataConfig": [_training_channel(dataset)],
-            "OutputDataConfig": {"S3OutputPath": job_output_uri(settings, dataset.run_id)},
-            "ResourceConfig": resource_config,
+            "OutputDataConfig": output_data_config(settings, job_output_uri(settings, dataset.run_id)),
+            "ResourceConfig": trial_resources,
+            **job_security(settings),
             **cost_controls(settings, spot=settings.spot_tuning, job_name=job_name, run_id=dataset.run_id),
         },
         "Tags": _tags(dataset),
@@ -297,12 +346,9 @@ def training_job_request(
         },
         "RoleArn": settings.sagemaker_role_arn,
         "InputDataConfig": channels,
-        "OutputDataConfig": {"S3OutputPath": output_uri},
-        "ResourceConfig": {
-            "InstanceType": settings.training_instance_type,
-            "InstanceCount": settings.training_instance_count,
-            "VolumeSizeInGB": settings.training_volume_gb,
-        },
+        "OutputDataConfig": output_data_config(settings, output_uri),
+        "ResourceConfig": resource_config(settings, settings.training_instance_type, settings.training_instance_count),
+        **job_security(settings),
         **cost_controls(settings, spot=settings.spot_training, job_name=job_name, run_id=dataset.run_id),
         "Tags": _tags(dataset),
     }
@@ -352,6 +398,9 @@ def model_request(
             },
         },
         "ExecutionRoleArn": settings.sagemaker_role_arn,
+        **vpc_config(settings),
+        # The model server then has no network: inference_requirements.txt installs nothing, so it needs none.
+        **({"EnableNetworkIsolation": True} if settings.network_isolation else {}),
         "Tags": _tags(dataset),
     }
 
@@ -371,6 +420,12 @@ def endpoint_config_request(
                 "InitialVariantWeight": 1.0,
             }
         ],
+        # The endpoint instances' ML storage volume; local NVMe storage is hardware-encrypted and refuses a key.
+        **(
+            {"KmsKeyId": settings.kms_key_arn}
+            if settings.kms_key_arn and not has_instance_storage(settings.endpoint_instance_type)
+            else {}
+        ),
         "Tags": _tags(dataset),
     }
 
