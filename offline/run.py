@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from offline.initial_weights import CHOICES as WEIGHT_CHOICES
-from offline.initial_weights import InitialWeights, choose_initial_weights
+from offline.initial_weights import WEIGHTS_PREFIX, InitialWeights, StandInFile, choose_initial_weights
 
 if TYPE_CHECKING:
     from offline.local_sagemaker.progress import ProgressEvent
@@ -118,6 +118,9 @@ class RunOptions:
             # (RunOptions.stall_timeout), and every job on its MaxRuntimeInSeconds, as on AWS.
             "MaxPolls": str(OFFLINE_MAX_POLLS),
             "ExtraHyperparameters": json.dumps(extra),
+            # The jobs need no network (their weights come through the pretrained channel): the local executor runs
+            # them as SageMaker would under isolation, without proxies, AWS credentials or any connection off loopback.
+            "NetworkIsolation": "true",
         }
         expected_classes = self.expected_classes or (self.classes if generated_counts else None)
         expected_counts = self.expected_counts or generated_counts
@@ -255,6 +258,7 @@ class OfflinePipeline:
         self._time_left = TimeLeft()
         self._stack = ExitStack()
         self._last_poll: dict[str, dict[str, Any]] = {}
+        self.staged_weights: str | None = None  # the s3:// URI of the file the jobs' pretrained channel holds
 
     def __enter__(self) -> OfflinePipeline:
         import logging
@@ -265,6 +269,9 @@ class OfflinePipeline:
         from offline.moto_shims import offline_aws_patches
         from offline.stack import Template, deploy_to_moto
 
+        weights = self.initial_weights
+        # The stand-in's file is written by a child process while the stack comes up (torch's import costs seconds).
+        stand_in = StandInFile(self.work_dir / "weights") if weights and weights.staged and not weights.file else None
         # Restored on exit: a test process goes on after the offline run.
         self._stack.enter_context(mock.patch.dict(os.environ, _fake_aws_environment()))
         os.environ.pop("AWS_PROFILE")
@@ -283,13 +290,34 @@ class OfflinePipeline:
                 stall_timeout_seconds=self.stall_timeout,
             )
         )
+        weights_file = stand_in.result() if stand_in else Path(weights.file) if weights and weights.file else None
+        if weights_file is not None and weights and weights.staged:
+            # The key carries the file's own name, as the template's default carries torchvision's (a key given
+            # with --parameter stands, and the jobs then hold the file to the name it gives).
+            self.parameters = {"PretrainedWeightsKey": f"{WEIGHTS_PREFIX}{weights_file.name}"} | self.parameters
         self.template = Template(parameters=self.parameters)
         self.stack = deploy_to_moto(self.template)
         self.console.say(
             f"stack from template.yaml: bucket {self.stack.bucket}, {len(self.stack.functions)} functions, "
             f"state machine {self.stack.state_machine_arn.rsplit(':', 1)[-1]}, rules {sorted(self.stack.rules)}"
         )
+        if weights_file is not None and weights and weights.staged:
+            self._stage_weights(weights_file)
         return self
+
+    def _stage_weights(self, weights_file: Path) -> None:
+        """What `make stage-weights` does after a deployment, with its code: the pinned file into the bucket."""
+        import boto3
+
+        from offline.stage_weights import stage_weights_file
+
+        key = self.template.parameters["PretrainedWeightsKey"]
+        staged = stage_weights_file(boto3.client("s3"), self.stack.bucket, key, weights_file)
+        self.staged_weights = staged.uri
+        self.console.say(
+            f"staged {weights_file.name} at {staged.uri} (SHA-256 {staged.sha256[:16]}..., as `make stage-weights` "
+            "does): every job loads it from its pretrained channel"
+        )
 
     def __exit__(self, *exc_info: object) -> None:
         self._stack.close()
@@ -478,7 +506,9 @@ class OfflinePipeline:
                 for v in result.visits
             ],
             "local_tuner": "trials sample the search ranges at random (SageMaker would use Bayesian search)",
-            "initial_weights": self.initial_weights.__dict__ if self.initial_weights else None,
+            "initial_weights": (
+                self.initial_weights.__dict__ | {"staged": self.staged_weights} if self.initial_weights else None
+            ),
             "outcome": result.outcome,
             "lease": state.get("lease"),
             "dedupe": state.get("dedupe"),
@@ -755,6 +785,8 @@ def print_audit(result: RunResult, prediction: dict[str, Any] | None, out: Any =
             line(rule_line)
     if record.get("initial_weights"):
         line(f"Initial weights: {record['initial_weights']['description']}")
+        if record["initial_weights"].get("staged"):
+            line(f"  staged at {record['initial_weights']['staged']}: the jobs' pretrained channel")
     metrics = record.get("metrics") or {}
     if "test:accuracy" in metrics:
         int8 = metrics.get("test:int8_accuracy")

@@ -22,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 ACCOUNT_ID = "123456789012"
 NO_VALUE = object()
+DATA_BUCKET = "DataBucket"  # logical ID of the bucket the pipeline reads and writes
 
 
 class TemplateError(Exception):
@@ -93,7 +94,9 @@ class Template:
                 raise TemplateError(f"parameter {name}={value!r} is not one of {allowed}")
             self.parameters[name] = str(value)
         for rule_name, rule in self.body.get("Rules", {}).items():
-            # As CloudFormation before it creates anything (no RuleCondition is used in template.yaml).
+            # As CloudFormation before it creates anything; a RuleCondition limits where the rule applies.
+            if "RuleCondition" in rule and not self.resolve(rule["RuleCondition"]):
+                continue
             for assertion in rule["Assertions"]:
                 if not self.resolve(assertion["Assert"]):
                     raise TemplateError(f"rule {rule_name}: {assertion['AssertDescription']}")
@@ -242,6 +245,7 @@ class Template:
                 "AWS::CloudWatch::Alarm": f"arn:aws:cloudwatch:{self.region}:{self.account_id}:alarm:{physical}",
                 "AWS::Logs::LogGroup": f"arn:aws:logs:{self.region}:{self.account_id}:log-group:{physical}:*",
                 "AWS::DynamoDB::Table": f"arn:aws:dynamodb:{self.region}:{self.account_id}:table/{physical}",
+                "AWS::SQS::Queue": f"arn:aws:sqs:{self.region}:{self.account_id}:{physical}",
             }
             if kind in arns:
                 return arns[kind]
@@ -400,8 +404,7 @@ def deploy_to_moto(template: Template) -> DeployedStack:
     events = boto3.client("events", region_name=region)
     sns = boto3.client("sns", region_name=region)
 
-    (bucket_id,) = template.of_type("AWS::S3::Bucket")
-    bucket = template.physical_id(bucket_id)
+    bucket = template.physical_id(DATA_BUCKET)  # the access-log bucket has no part in an offline run
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})

@@ -4,9 +4,12 @@ Shared by hpo.py, train_model.py and inference.py (copied into the model artifac
 inference side needs nothing but ``build_model`` and ``load_state``; the rest (initial weights, freezing,
 backbone features) is for training.
 
-Initial weights: ImageNet ``ResNet18_Weights.DEFAULT`` when they can be had — from the torch hub cache, or
-downloaded with every socket operation bounded by a timeout so an offline machine never hangs — otherwise an
-explicit fallback (random init, a weights file, or the offline run's labelled stand-in) announced in the log.
+Initial weights: ImageNet's ``ResNet18_Weights.DEFAULT`` from the job's ``pretrained`` input channel (the file
+staged once in the data bucket, ``resnet18-f37072fd.pth``), its SHA-256 checked against the prefix torchvision puts
+in the file name. Nothing is downloaded at train time, so a job under network isolation trains the same way, and a
+job asked for pretrained weights that cannot load them fails saying why: random init only when asked for
+(``random``). Also: a weights file, or the in-process ``stand-in`` (seeded random weights loaded as a pretrained
+backbone; the offline run stages the same network as a file and loads it through the channel).
 
 What is trained (``trainable``):
 - ``fc``: backbone frozen in eval mode, only the head learns. With ImageNet weights this is the best accuracy per
@@ -22,9 +25,10 @@ What is trained (``trainable``):
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import os
-import socket
+import re
 from pathlib import Path
 
 import torch
@@ -34,8 +38,23 @@ from torchvision.models import ResNet18_Weights, resnet18
 logger = logging.getLogger(__name__)
 
 TRAINABLE_CHOICES = ("auto", "fc", "layer4", "all")
+PRETRAINED = "pretrained"
+RANDOM = "random"
 STAND_IN = "stand-in"
 STAND_IN_SEED = 0
+# "imagenet" is the earlier name of "pretrained" (the channel holds ImageNet's file); "auto" is gone: it fell back to
+# random init, silently, when the weights could not be had.
+PRETRAINED_WEIGHTS = (PRETRAINED, "imagenet")
+RETIRED_WEIGHTS = {
+    "auto": "weights=auto is no more (it trained from random init when ImageNet's weights could not be had): "
+    "use weights=pretrained (the job's pretrained channel, the default) or weights=random (random init)",
+}
+# The input channel with the staged weights file (SM_CHANNEL_PRETRAINED); pipeline.common.sagemaker_requests sends it.
+PRETRAINED_CHANNEL = "pretrained"
+IMAGENET_RESNET18_FILE = os.path.basename(ResNet18_Weights.DEFAULT.url)  # resnet18-f37072fd.pth
+# torchvision's file names end in the first hex digits of the file's SHA-256 (torch.hub.check_hash reads them so).
+PINNED_WEIGHTS_NAME = re.compile(r"^(?P<stem>.+)-(?P<sha256>[0-9a-f]{8,64})\.pth$")
+STAGE_COMMAND = "make stage-weights STACK=<stack name>"
 # Batch of a frozen-backbone feature pass (no_grad, channels_last) at 224 px: 32 ran ~1.09x faster than 64 and 16,
 # and ~1.13x faster than 128, on the 2-core AVX-512 CPU in bf16 (activations stay in cache). Smaller images keep
 # that batch's pixel count, up to 512 images: at 16 px batch 32 spent its time in per-layer overhead (0.63 ms an
@@ -66,26 +85,68 @@ def load_state(model: nn.Module, path: str) -> nn.Module:
     return model
 
 
-def imagenet_weights_cache_path() -> Path:
-    """Where torchvision keeps ``ResNet18_Weights.DEFAULT`` once downloaded."""
-    filename = os.path.basename(ResNet18_Weights.DEFAULT.url)
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+class PretrainedWeightsUnavailable(RuntimeError):
+    """Pretrained weights were asked for and cannot be loaded: the job fails instead of training from random init."""
 
 
-def _download_imagenet_weights(timeout_s: float) -> Path | None:
-    target = imagenet_weights_cache_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    previous_timeout = socket.getdefaulttimeout()
-    # torch.hub's urlopen takes no timeout: the process-wide default bounds every connect and read.
-    socket.setdefaulttimeout(timeout_s)
-    try:
-        torch.hub.download_url_to_file(ResNet18_Weights.DEFAULT.url, str(target), progress=False)
-    except Exception as error:  # no network, DNS failure, timeout, HTTP error: all mean "not available"
-        logger.warning("could not download ImageNet weights (%s: %s)", type(error).__name__, error)
-        return None
-    finally:
-        socket.setdefaulttimeout(previous_timeout)
-    return target
+def pinned_sha256_prefix(name: str) -> str | None:
+    """The SHA-256 prefix a weights file's name pins (torchvision's ``<name>-<hex>.pth``), or None."""
+    match = PINNED_WEIGHTS_NAME.match(name)
+    return match.group("sha256") if match else None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_pinned_file(path: Path) -> str:
+    """The file's SHA-256, after checking that it starts with the prefix its name pins; PretrainedWeightsUnavailable
+    if the name pins none or the content is another file (truncated, corrupted, or not the file that was staged)."""
+    prefix = pinned_sha256_prefix(path.name)
+    if prefix is None:
+        raise PretrainedWeightsUnavailable(
+            f"pretrained weights file {path.name} does not pin its content: its name must end in -<first hex digits "
+            f"of its SHA-256>.pth, as torchvision's {IMAGENET_RESNET18_FILE} does"
+        )
+    sha256 = file_sha256(path)
+    if not sha256.startswith(prefix):
+        raise PretrainedWeightsUnavailable(
+            f"pretrained weights file {path.name} has SHA-256 {sha256}, not the {prefix}... its name pins: the staged "
+            f"object is not the file it is named after (stage it again: {STAGE_COMMAND})"
+        )
+    return sha256
+
+
+def pretrained_weights_file(pretrained_dir: str) -> Path:
+    """The one ``.pth`` file of the pretrained channel (or the file itself), its SHA-256 verified against its name."""
+    if not pretrained_dir:
+        raise PretrainedWeightsUnavailable(
+            f"pretrained weights asked for (weights={PRETRAINED}) but the job has no '{PRETRAINED_CHANNEL}' input "
+            f"channel (SM_CHANNEL_{PRETRAINED_CHANNEL.upper()} is not set). The pipeline gives every job that channel "
+            f"with s3://<data bucket>/<PretrainedWeightsKey> (default weights/{IMAGENET_RESNET18_FILE}), staged once "
+            f"with `{STAGE_COMMAND}`; a run by hand passes --pretrained_dir with that file. weights=random trains from "
+            "random init instead"
+        )
+    location = Path(pretrained_dir)
+    if location.is_file():
+        candidates = [location]
+    elif location.is_dir():
+        candidates = sorted(path for path in location.rglob("*.pth") if path.is_file())
+    else:
+        candidates = []
+    if len(candidates) != 1:
+        found = "no .pth file" if not candidates else "several .pth files: " + ", ".join(p.name for p in candidates)
+        raise PretrainedWeightsUnavailable(
+            f"pretrained weights asked for (weights={PRETRAINED}) but the '{PRETRAINED_CHANNEL}' channel "
+            f"({location}) holds {found}; it must hold exactly the staged file (default weights/"
+            f"{IMAGENET_RESNET18_FILE}, staged with `{STAGE_COMMAND}`). weights=random trains from random init instead"
+        )
+    verify_pinned_file(candidates[0])
+    return candidates[0]
 
 
 def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
@@ -116,17 +177,30 @@ def stand_in_state_dict() -> dict[str, torch.Tensor]:
         return resnet18(weights=None).state_dict()
 
 
-def load_initial_weights(model: nn.Module, weights: str, *, download_timeout_s: float = 30.0) -> str:
-    """Put initial weights into ``model``; returns what was used: "imagenet", "stand-in", "random" or the path.
+def check_initial_weights(weights: str, pretrained_dir: str = "") -> None:
+    """Fail now, before the dataset is decoded, when ``load_initial_weights`` would fail."""
+    if weights in RETIRED_WEIGHTS:
+        raise PretrainedWeightsUnavailable(RETIRED_WEIGHTS[weights])
+    if weights in PRETRAINED_WEIGHTS:
+        pretrained_weights_file(pretrained_dir)
+    elif weights not in (STAND_IN, RANDOM) and not Path(weights).is_file():
+        raise FileNotFoundError(f"weights file {weights} does not exist")
 
-    ``weights``: "auto" (ImageNet if cached or downloadable, else random, said in the log), "imagenet" (fail if
-    not available), "stand-in" (``stand_in_state_dict``, loaded as a pretrained backbone is: the production
-    path, with features that learned nothing), "random", or a path to a ResNet18 state_dict or one of our
-    checkpoints.
+
+def load_initial_weights(model: nn.Module, weights: str, *, pretrained_dir: str = "") -> str:
+    """Put initial weights into ``model``; returns what was used: "pretrained", "stand-in", "random" or the path.
+
+    ``weights``: "pretrained" (the default; "imagenet" is its earlier name): the file of the pretrained channel
+    (``pretrained_dir``, SM_CHANNEL_PRETRAINED in a job), its SHA-256 checked against the prefix its name pins,
+    PretrainedWeightsUnavailable if there is none or it is not the pinned file — never random init instead;
+    "random": random init, only when asked; "stand-in" (``stand_in_state_dict``, built in the process and loaded as
+    a pretrained backbone is: the production path, with features that learned nothing); or a path to a ResNet18
+    state_dict or one of our checkpoints.
     """
-    if weights == "random":
+    check_initial_weights(weights, pretrained_dir)
+    if weights == RANDOM:
         logger.info("initial weights: random init (asked for)")
-        return "random"
+        return RANDOM
     if weights == STAND_IN:
         _load_matching(model, stand_in_state_dict(), f"the STAND-IN for ImageNet (random, seed {STAND_IN_SEED})")
         logger.warning(
@@ -135,27 +209,17 @@ def load_initial_weights(model: nn.Module, weights: str, *, download_timeout_s: 
             STAND_IN_SEED,
         )
         return STAND_IN
-    if weights not in ("auto", "imagenet"):
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file {path} does not exist")
-        _load_matching(model, _state_dict_from_file(path), str(path))
-        return str(path)
-    cached = imagenet_weights_cache_path()
-    if cached.is_file():
-        source = cached
-    else:
-        logger.info("ImageNet weights not cached at %s; trying to download them", cached)
-        source = _download_imagenet_weights(download_timeout_s) if download_timeout_s > 0 else None
-    if source is None:
-        if weights == "imagenet":
-            raise RuntimeError(f"ImageNet weights asked for but not available (not cached at {cached}, no download)")
-        logger.warning(
-            "ImageNet weights unavailable: FALLING BACK TO RANDOM INIT (put %s in place or pass --weights FILE)", cached
-        )
-        return "random"
-    _load_matching(model, _state_dict_from_file(source), f"ImageNet weights {source}")
-    return "imagenet"
+    if weights in PRETRAINED_WEIGHTS:
+        path = pretrained_weights_file(pretrained_dir)
+        _load_matching(model, _state_dict_from_file(path), f"pretrained weights {path}")
+        logger.info("initial weights: pretrained %s (SHA-256 matches the %s its name pins)", path.name,
+                    pinned_sha256_prefix(path.name))  # fmt: skip
+        return PRETRAINED
+    path = Path(weights)
+    if pinned_sha256_prefix(path.name):
+        verify_pinned_file(path)  # a file whose name pins its content is held to it, wherever it comes from
+    _load_matching(model, _state_dict_from_file(path), str(path))
+    return str(path)
 
 
 def resolve_trainable(trainable: str, initial_weights: str) -> str:

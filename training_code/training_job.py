@@ -1,8 +1,9 @@
 """One training job under the SageMaker container contract, shared by hpo.py and train_model.py.
 
 Hyperparameters arrive as command-line arguments (SageMaker passes each as ``--name value``; values may be
-JSON-encoded, e.g. ``"64"`` with quotes). Paths come from ``SM_CHANNEL_TRAINING``, ``SM_MODEL_DIR`` and
-``SM_OUTPUT_DATA_DIR``, with local defaults so a person can run it by hand::
+JSON-encoded, e.g. ``"64"`` with quotes). Paths come from ``SM_CHANNEL_TRAINING``, ``SM_CHANNEL_PRETRAINED`` (the
+pinned ImageNet weights file, ``--weights pretrained``, the default), ``SM_MODEL_DIR`` and ``SM_OUTPUT_DATA_DIR``,
+with local defaults so a person can run it by hand::
 
     python train_model.py --data_dir dataset.zip --epochs 2 --image_size 64 --model_dir model --weights random
 
@@ -136,11 +137,14 @@ def build_arg_parser(
     )  # fmt: skip
     run = parser.add_argument_group("run")
     run.add_argument(
-        "--weights", type=text, default="auto",
-        help="auto (ImageNet if cached or downloadable, else random), imagenet, stand-in (seeded random weights "
-        "in ImageNet's place, offline), random, or a state_dict file",
+        "--weights", type=text, default=dog_model.PRETRAINED,
+        help="pretrained (the pinned file of the pretrained channel; the job fails if it cannot load it), random "
+        "(random init), stand-in (seeded random weights in ImageNet's place, built in the job), or a state_dict file",
     )  # fmt: skip
-    run.add_argument("--weights_download_timeout", type=number, default=20.0, help="seconds per socket operation")
+    run.add_argument(
+        "--pretrained_dir", type=text, default=env.get(f"SM_CHANNEL_{dog_model.PRETRAINED_CHANNEL.upper()}", ""),
+        help=f"the pretrained channel: a folder holding the staged {dog_model.IMAGENET_RESNET18_FILE}, or the file",
+    )  # fmt: skip
     run.add_argument("--precision", type=text, default="auto", choices=["auto", "bf16", "fp32"])
     run.add_argument("--max_batches_per_epoch", type=integer, default=0, help="0: all (a cap for quick runs)")
     run.add_argument("--max_corrupt_fraction", type=number, default=0.01, help="share of corrupt images per split")
@@ -382,6 +386,7 @@ def run(args: argparse.Namespace, *, job: str, evaluate_debug_rules: bool) -> di
     """Train, print metrics, checkpoint, save the artifact, the rule report and the profiler report; returns
     metrics.json's content."""
     require_inference_code(CODE_SOURCE_DIR)
+    dog_model.check_initial_weights(args.weights, args.pretrained_dir)  # before minutes of decoding, not after
     profiler_parameters = rule_parameters(
         "profiler_rule_parameters", args.profiler_rule_parameters, profiler_rules.resolve_parameters
     )
@@ -426,9 +431,7 @@ def _train(
     )
 
     model = dog_model.build_model(len(index.classes))
-    initial_weights = dog_model.load_initial_weights(
-        model, args.weights, download_timeout_s=args.weights_download_timeout
-    )
+    initial_weights = dog_model.load_initial_weights(model, args.weights, pretrained_dir=args.pretrained_dir)
     trainable = dog_model.resolve_trainable(args.trainable, initial_weights)
     frozen = dog_model.freeze(model, trainable)
     model.to(compute.device, memory_format=torch.channels_last)
@@ -744,4 +747,16 @@ def main(
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         logger.warning("ignoring unknown arguments: %s", unknown)
-    return run(args, job=job, evaluate_debug_rules=evaluate_debug_rules)
+    try:
+        return run(args, job=job, evaluate_debug_rules=evaluate_debug_rules)
+    except dog_model.PretrainedWeightsUnavailable as error:
+        write_failure_reason(str(error))
+        raise
+
+
+def write_failure_reason(message: str) -> None:
+    """SageMaker's FailureReason is the job's ``output/failure`` (the toolkit keeps one the script wrote)."""
+    output_dir = os.environ.get("SM_OUTPUT_DIR")
+    if output_dir:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / "failure").write_text(message)

@@ -13,7 +13,11 @@ What the SageMaker training toolkit does inside the PyTorch container, and the s
   CheckpointConfig; locally that folder is given as ``SM_CHECKPOINT_DIR`` (a variable SageMaker itself does not
   set, read by the training code when ``/opt/ml/checkpoints`` is absent), and only for such a job;
 - a failed job's ``FailureReason`` is ``AlgorithmError: <output/failure>`` when the script wrote that file, else
-  the toolkit's ``ExecuteUserScriptError`` with the exit code and the end of stderr.
+  the toolkit's ``ExecuteUserScriptError`` with the exit code and the end of stderr;
+- a job with ``EnableNetworkIsolation`` has no network in its container and no AWS credentials (SageMaker still
+  downloads the channels and uploads the output): locally its process gets no proxy or AWS credential variables, and
+  ``network_isolation/sitecustomize.py`` refuses every connection and name lookup off the loopback
+  (``isolate_network``).
 """
 
 from __future__ import annotations
@@ -163,6 +167,40 @@ def container_environment(
     python_path = [str(layout.code_dir), os.environ.get("PYTHONPATH", "")]
     environment["PYTHONPATH"] = os.pathsep.join(part for part in python_path if part)
     return {**environment, **job_environment}
+
+
+NETWORK_ISOLATION_BOOTSTRAP = Path(__file__).with_name("network_isolation")
+# What would let an isolated job reach a network or AWS anyway: proxies (any case), and credentials.
+NETWORK_VARIABLES = frozenset(
+    {"HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "ALL_PROXY", "NO_PROXY", "WS_PROXY", "WSS_PROXY"}
+)
+AWS_CREDENTIAL_VARIABLES = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+    }
+)
+
+
+def isolate_network(environment: Mapping[str, str]) -> dict[str, str]:
+    """The process environment of a job with EnableNetworkIsolation: no proxies, no AWS credentials, and the
+    bootstrap that blocks the network first on PYTHONPATH (it runs before the script, in every Python process)."""
+    isolated = {
+        name: value
+        for name, value in environment.items()
+        if name.upper() not in NETWORK_VARIABLES and name not in AWS_CREDENTIAL_VARIABLES
+    }
+    python_path = [str(NETWORK_ISOLATION_BOOTSTRAP), isolated.get("PYTHONPATH", "")]
+    isolated["PYTHONPATH"] = os.pathsep.join(part for part in python_path if part)
+    return isolated
 
 
 def training_command(python: str, program: str, hyperparameters: Mapping[str, Any]) -> list[str]:

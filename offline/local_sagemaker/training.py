@@ -38,6 +38,7 @@ from offline.local_sagemaker.container import (
     debug_hook_config_json,
     decode_hyperparameters,
     failure_reason,
+    isolate_network,
     training_command,
     user_hyperparameters,
 )
@@ -384,11 +385,15 @@ class TrainingRun:
 
     def _run_process(self, command: list[str], environment: Mapping[str, str]) -> int:
         self._log(f"$ {' '.join(command)}")
+        process_environment = {**self.services.base_environment, **environment}
+        if self.request.get("EnableNetworkIsolation"):
+            process_environment = isolate_network(process_environment)
+            self._log("EnableNetworkIsolation: the job runs without network access, proxies or AWS credentials")
         with self._process_lock:
             process = subprocess.Popen(
                 command,
                 cwd=self.layout.code_dir,
-                env={**self.services.base_environment, **environment},
+                env=process_environment,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

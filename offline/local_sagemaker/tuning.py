@@ -64,7 +64,14 @@ def _trial_request(definition: Mapping[str, Any], name: str, hyperparameters: di
         "ResourceConfig": copy.deepcopy(definition.get("ResourceConfig") or {}),
         "StoppingCondition": copy.deepcopy(definition.get("StoppingCondition") or {}),
     }
-    for optional in ("CheckpointConfig", "Environment", "VpcConfig", "EnableManagedSpotTraining"):
+    for optional in (
+        "CheckpointConfig",
+        "Environment",
+        "VpcConfig",
+        "EnableManagedSpotTraining",
+        "EnableNetworkIsolation",
+        "EnableInterContainerTrafficEncryption",
+    ):
         if optional in definition:
             request[optional] = copy.deepcopy(definition[optional])
     if request.get("CheckpointConfig", {}).get("S3Uri"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sabotage_runs import CLASSES, COUNTS, PATHS
 
-from offline.initial_weights import choose_initial_weights
+from offline.initial_weights import STAND_IN
 from offline.synthetic_dataset import write_dataset_zip
 
 
@@ -21,8 +21,10 @@ def full_count_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def stand_in() -> str:
-    """The offline run's stand-in for ImageNet's weights: the jobs take the production path from it."""
-    return choose_initial_weights("stand-in").hyperparameter
+    """The stand-in for ImageNet's weights, built in each job (``weights=stand-in``): the jobs take the production
+    path from it, frozen backbone and head on cached features. The offline run stages the same network as a file and
+    loads it through the pretrained channel (test_offline_run.py); the rule gates need no staging per sabotaged run."""
+    return STAND_IN
 
 
 @pytest.fixture(params=list(PATHS))

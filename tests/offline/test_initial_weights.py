@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import dog_model
@@ -11,7 +12,7 @@ import torch
 from torchvision.models import ResNet18_Weights
 
 from offline import initial_weights
-from offline.initial_weights import choose_initial_weights, imagenet_weights_file
+from offline.initial_weights import StandInFile, choose_initial_weights, imagenet_weights_file
 
 
 @pytest.fixture
@@ -38,21 +39,41 @@ def test_the_imagenet_file_is_where_torch_keeps_it(
 def test_without_imagenet_weights_the_jobs_get_the_stand_in_that_says_what_it_is(torch_home: Path) -> None:
     weights = choose_initial_weights("auto")
 
-    assert (weights.hyperparameter, weights.kind) == (dog_model.STAND_IN, "stand-in")
+    # (a staged file, loaded through the jobs' pretrained channel: the file is written when the run starts)
+    assert (weights.hyperparameter, weights.kind, weights.file) == ("pretrained", "stand-in", None)
+    assert weights.staged and "loaded through the jobs' pretrained channel" in weights.description
     assert "STAND-IN for ImageNet" in weights.description
     assert str(torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in weights.description
     assert f"seed {dog_model.STAND_IN_SEED})" in weights.description
     assert "Accuracy figures are not ImageNet figures" in weights.description
 
 
-def test_a_job_given_the_stand_in_takes_the_production_path_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_stand_in_file_is_pinned_and_a_job_loads_it_through_its_channel_as_imagenets(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN the stand-in's weights file as the offline run writes it (a child process, torch not imported here)
+    staged = StandInFile(tmp_path / "weights").result()
+    assert re.fullmatch(r"resnet18-standin-[0-9a-f]{8}\.pth", staged.name)
+    assert dog_model.verify_pinned_file(staged).startswith(staged.name.removesuffix(".pth").rsplit("-", 1)[1])
     model = dog_model.build_model(5)
+
+    # WHEN a job loads the file of its pretrained channel
     with caplog.at_level(logging.INFO, logger="dog_model"):
-        used = dog_model.load_initial_weights(model, choose_initial_weights("stand-in").hyperparameter)
-    # the backbone is the stand-in's, the 5-class head stays new, and only the head trains (cached features)
+        used = dog_model.load_initial_weights(model, choose_initial_weights("stand-in").hyperparameter,
+                                              pretrained_dir=str(staged.parent))  # fmt: skip
+
+    # THEN the backbone is the stand-in's, the 5-class head stays new, and only the head trains (cached features)
     stand_in = dog_model.stand_in_state_dict()
     assert torch.equal(model.state_dict()["layer4.1.conv2.weight"], stand_in["layer4.1.conv2.weight"])
     assert stand_in["fc.weight"].shape == (1000, 512) and model.fc.weight.shape == (5, 512)
+    assert used == "pretrained" and dog_model.resolve_trainable("auto", used) == "fc"
+    assert staged.name in caplog.text
+
+
+def test_the_stand_in_built_in_the_job_says_what_it_is(caplog: pytest.LogCaptureFixture) -> None:
+    model = dog_model.build_model(5)
+    with caplog.at_level(logging.INFO, logger="dog_model"):
+        used = dog_model.load_initial_weights(model, initial_weights.STAND_IN)
     assert used == "stand-in" and dog_model.resolve_trainable("auto", used) == "fc"
     assert "STAND-IN for ImageNet" in caplog.text and "not ImageNet figures" in caplog.text
 
@@ -77,7 +98,8 @@ def test_imagenet_weights_in_the_torch_hub_cache_are_used(torch_home: Path) -> N
 
     weights = choose_initial_weights("auto")
 
-    assert (weights.kind, weights.hyperparameter) == ("imagenet", "imagenet")
+    # staged as on AWS under torchvision's own name (the template's default key), loaded through the channel
+    assert (weights.kind, weights.hyperparameter, weights.file) == ("imagenet", "pretrained", str(cached))
 
 
 def test_imagenet_asked_for_but_missing_says_where_to_put_it(torch_home: Path) -> None:
@@ -87,7 +109,7 @@ def test_imagenet_asked_for_but_missing_says_where_to_put_it(torch_home: Path) -
 
 def test_random_is_the_from_scratch_path() -> None:
     weights = choose_initial_weights("random")
-    assert weights.hyperparameter == "random"
+    assert weights.hyperparameter == "random" and not weights.staged
     assert dog_model.resolve_trainable("auto", "random") == "all"
 
 
@@ -96,5 +118,7 @@ def test_an_unknown_choice_is_refused() -> None:
         choose_initial_weights("resnet50")
 
 
-def test_the_offline_name_of_the_stand_in_is_the_training_codes() -> None:
+def test_the_offline_names_are_the_training_codes() -> None:
     assert initial_weights.STAND_IN == dog_model.STAND_IN
+    assert initial_weights.PRETRAINED == dog_model.PRETRAINED
+    assert initial_weights.IMAGENET_RESNET18_FILE == dog_model.IMAGENET_RESNET18_FILE

@@ -15,7 +15,8 @@ RANDOM = choose_initial_weights("random")
 def test_no_poll_count_ends_an_offline_run_and_the_jobs_get_the_weights() -> None:
     parameters = RunOptions().template_parameters((160, 40, 40), STAND_IN)
     assert int(parameters["MaxPolls"]) == OFFLINE_MAX_POLLS >= 10**6  # 11 days of 1-second polls
-    assert json.loads(parameters["ExtraHyperparameters"])["weights"] == "stand-in"
+    assert json.loads(parameters["ExtraHyperparameters"])["weights"] == "pretrained"
+    assert parameters["NetworkIsolation"] == "true"  # the weights come through the channel: no job needs a network
 
 
 def test_epochs_follow_the_path_unless_given() -> None:

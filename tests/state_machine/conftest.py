@@ -72,13 +72,22 @@ def template_parameters(request: pytest.FixtureRequest) -> dict[str, str]:
 
 
 @pytest.fixture
+def weights_staged() -> bool:
+    """Whether the pinned pretrained weights are in the bucket, as `make stage-weights` leaves them (a test module
+    overrides this fixture to run a fresh deployment without them)."""
+    return True
+
+
+@pytest.fixture
 def pipeline(
     tmp_path: Path,
     training_code: FakeTrainingCode,
     rule_verdicts: RuleVerdicts,
     template_parameters: dict[str, str],
+    weights_staged: bool,
 ) -> Iterator[Pipeline]:
-    """template.yaml deployed into moto, executing state machines, with SageMaker run by a LocalSageMaker."""
+    """template.yaml deployed into moto, executing state machines, with SageMaker run by a LocalSageMaker; the
+    pretrained weights staged (a stand-in body: the fake training code does not load them)."""
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         template = Template(parameters=template_parameters, region=REGION)
         patches = offline_aws_patches(fast_timers=True, include_sagemaker_actions=False)
@@ -91,6 +100,9 @@ def pipeline(
         )
         with patches, ShortWaits(), executor:
             stack = deploy_to_moto(template)
+            if weights_staged:
+                key = template.parameters["PretrainedWeightsKey"]
+                boto3.client("s3", region_name=REGION).put_object(Bucket=stack.bucket, Key=key, Body=b"weights")
             yield Pipeline(stack, executor, training_code, rule_verdicts, lambdas, router, progress)
             _wait_for_executions(stack.state_machine_arn)
         assert executor.errors == []

@@ -102,3 +102,11 @@ def test_subnets_without_security_groups_break_the_template_rule() -> None:
         Template(parameters={"SubnetIds": "subnet-0a1b2c3d4e5f60718"})
     with pytest.raises(TemplateError, match="SubnetIds and SecurityGroupIds must both be set"):
         Template(parameters={"SecurityGroupIds": "sg-0123456789abcdef0"})
+
+
+def test_govcloud_without_a_training_image_is_refused_before_anything_is_created() -> None:
+    with pytest.raises(TemplateError, match=r"pass\s+TrainingImageUri"):
+        Template(region="us-gov-west-1")
+    image = "123456789012.dkr.ecr.us-gov-west-1.amazonaws.com/pytorch:2.13.0-cu133-amzn2023-sagemaker"
+    assert Template(region="us-gov-west-1", parameters={"TrainingImageUri": image}).region == "us-gov-west-1"
+    assert Template(region="eu-west-1").region == "eu-west-1"

@@ -34,12 +34,32 @@ SNS_ACTIONS = {"publish": {"sns:Publish"}}
 # SageMaker calls that need more than their own action.
 PASSES_THE_ROLE = {"CreateHyperParameterTuningJob", "CreateTrainingJob", "CreateModel"}
 READS_ROLLBACK_ALARMS = {"UpdateEndpoint", "CreateEndpoint"}
-CHECKED_SERVICES = ("sagemaker:", "sns:", "cloudwatch:", "iam:", "lambda:")
+# Application Auto Scaling checks that its caller could act on the target itself (its "Permissions validation":
+# "the API caller has permissions to access AWS resources in the target service and in CloudWatch"; SageMaker's
+# "Auto scaling prerequisites" lists these actions), and the first registration creates its service-linked role.
+AUTOSCALING_CHECKS_THE_CALLER_FOR = {
+    "RegisterScalableTarget": {
+        "iam:CreateServiceLinkedRole",
+        "sagemaker:DescribeEndpoint",
+        "sagemaker:DescribeEndpointConfig",
+        "sagemaker:UpdateEndpointWeightsAndCapacities",
+    },
+    "PutScalingPolicy": {"cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"},
+    "DeleteScalingPolicy": {"cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms"},
+    "DeregisterScalableTarget": {"cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms"},
+}
+CHECKED_SERVICES = ("sagemaker:", "sns:", "cloudwatch:", "iam:", "lambda:", "application-autoscaling:")
 
 
 @functools.cache
 def _sagemaker_operations() -> dict[str, str]:
     model = botocore.session.get_session().get_service_model("sagemaker")
+    return {xform_name(name): name for name in model.operation_names}
+
+
+@functools.cache
+def _autoscaling_operations() -> dict[str, str]:
+    model = botocore.session.get_session().get_service_model("application-autoscaling")
     return {xform_name(name): name for name in model.operation_names}
 
 
@@ -60,6 +80,7 @@ def _imported_pipeline_modules(path: Path, seen: set[Path]) -> set[Path]:
 @functools.cache
 def aws_actions_called_by(handler_module: Path) -> set[str]:
     sagemaker_operations = _sagemaker_operations()
+    autoscaling_operations = _autoscaling_operations()
     actions: set[str] = set()
     for path in _imported_pipeline_modules(handler_module, set()):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -67,6 +88,9 @@ def aws_actions_called_by(handler_module: Path) -> set[str]:
             # any string that is a SageMaker operation name counts as a call.
             if isinstance(node, ast.Constant) and node.value in sagemaker_operations:
                 actions.add(f"sagemaker:{sagemaker_operations[node.value]}")
+            # Application Auto Scaling goes through the same gateway, over its own client.
+            if isinstance(node, ast.Constant) and node.value in autoscaling_operations:
+                actions.add(f"application-autoscaling:{autoscaling_operations[node.value]}")
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             method = node.func.attr
@@ -88,6 +112,8 @@ def aws_actions_called_by(handler_module: Path) -> set[str]:
         actions.add("sagemaker:AddTags")  # creating with Tags is authorised as AddTags too
     if operations & READS_ROLLBACK_ALARMS:
         actions.add("cloudwatch:DescribeAlarms")  # SageMaker reads the rollback alarms as the caller
+    for action in [action for action in actions if action.startswith("application-autoscaling:")]:
+        actions |= AUTOSCALING_CHECKS_THE_CALLER_FOR.get(action.split(":", 1)[1], set())
     return actions
 
 
@@ -180,9 +206,11 @@ THE_KEY_OR_THE_SNS_MANAGED_ONE = {
 }
 
 
-def kms_needs(actions: set[str]) -> dict[str, set[str]]:
+def kms_needs(actions: set[str], *, dead_letter_queue: bool = False) -> dict[str, set[str]]:
     """The kms: actions a function needs on the customer-managed key, by the service it goes through."""
     needs: dict[str, set[str]] = {}
+    if dead_letter_queue:
+        needs["sqs"] = {"kms:Decrypt", "kms:GenerateDataKey"}
     if "s3:PutObject" in actions:
         needs["s3"] = {"kms:Decrypt", "kms:GenerateDataKey"}
     elif "s3:GetObject" in actions:
@@ -227,4 +255,5 @@ def test_with_a_customer_key_a_function_gets_exactly_the_kms_actions_it_needs(
             assert statement in conditional and statement["Resource"] == THE_KEY, f"{name}: only with KmsKeyArn"
         assert service not in granted, f"{name}: one statement per service"
         granted[service] = actions
-    assert granted == kms_needs(granted_actions(function)), name
+    has_queue = function["Properties"].get("DeadLetterQueue", {}).get("Type") == "SQS"
+    assert granted == kms_needs(granted_actions(function), dead_letter_queue=has_queue), name

@@ -52,7 +52,7 @@ def test_transform_gives_one_python312_function_per_state_with_tracing(cloudform
 
 def test_every_function_is_built_by_the_bundle_makefile(sam_functions: dict[str, dict[str, Any]]) -> None:
     for name, function in sam_functions.items():
-        assert function.get("Metadata") == {"BuildMethod": "makefile"}, name
+        assert function["Metadata"]["BuildMethod"] == "makefile", name
         assert function["Properties"]["CodeUri"] == "functions/", name
 
 

@@ -1,52 +1,95 @@
-"""Initial weights (ImageNet, file, or the announced random fallback) and what each trainable choice freezes."""
+"""Initial weights (the pinned pretrained file of the job's channel, a file, or random init when asked for) and what
+each trainable choice freezes."""
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import dog_model
 import pytest
 import torch
+from torchvision.models import ResNet18_Weights
 
 
-@pytest.fixture
-def no_cached_imagenet_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    return tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+def pinned_file(folder: Path, state: dict[str, torch.Tensor], stem: str = "resnet18") -> Path:
+    """``state`` saved as torchvision names its files: ``<stem>-<first 8 hex digits of the SHA-256>.pth``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    draft = folder / "draft.bin"
+    torch.save(state, draft)
+    return draft.rename(folder / f"{stem}-{dog_model.file_sha256(draft)[:8]}.pth")
 
 
-def test_auto_without_cache_or_download_falls_back_to_random_and_says_so(
-    no_cached_imagenet_weights: Path, caplog: pytest.LogCaptureFixture
+def test_pretrained_weights_come_from_the_channel_checked_against_the_hash_in_their_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    model = dog_model.build_model(3)
-
-    with caplog.at_level(logging.INFO, logger="dog_model"):
-        used = dog_model.load_initial_weights(model, "auto", download_timeout_s=0)
-
-    assert used == "random"
-    assert "FALLING BACK TO RANDOM INIT" in caplog.text and str(no_cached_imagenet_weights) in caplog.text
-
-
-def test_imagenet_asked_for_but_unavailable_is_an_error(no_cached_imagenet_weights: Path) -> None:
-    with pytest.raises(RuntimeError, match="ImageNet weights asked for but not available"):
-        dog_model.load_initial_weights(dog_model.build_model(3), "imagenet", download_timeout_s=0)
-
-
-def test_cached_imagenet_weights_are_used_without_network(no_cached_imagenet_weights: Path) -> None:
-    # GIVEN a file in the torch hub cache where torchvision keeps ResNet18_Weights.DEFAULT
+    # GIVEN the pretrained channel holding a ResNet18 file named as torchvision names ResNet18_Weights.DEFAULT
     imagenet_like = dog_model.build_model(1000).state_dict()
-    no_cached_imagenet_weights.parent.mkdir(parents=True)
-    torch.save(imagenet_like, no_cached_imagenet_weights)
+    staged = pinned_file(tmp_path / "pretrained", imagenet_like)
     model = dog_model.build_model(5)
 
-    # WHEN auto weights are loaded
-    used = dog_model.load_initial_weights(model, "auto", download_timeout_s=0)
+    # WHEN the job loads its initial weights
+    with caplog.at_level(logging.INFO, logger="dog_model"):
+        used = dog_model.load_initial_weights(model, "pretrained", pretrained_dir=str(tmp_path / "pretrained"))
 
-    # THEN the backbone comes from the cache and the 5-class head stays freshly initialised
-    assert used == "imagenet"
+    # THEN the backbone is the file's, the 5-class head stays new, only the head trains, and the log names the file
+    assert used == "pretrained" and dog_model.resolve_trainable("auto", used) == "fc"
     assert torch.equal(model.state_dict()["layer3.0.conv1.weight"], imagenet_like["layer3.0.conv1.weight"])
     assert model.fc.weight.shape == (5, 512)
+    assert staged.name in caplog.text
+    # AND "imagenet", the earlier name, is the same thing
+    assert dog_model.load_initial_weights(dog_model.build_model(5), "imagenet", pretrained_dir=str(staged)) == (
+        "pretrained"
+    )
+
+
+def test_torchvisions_file_name_pins_its_sha256() -> None:
+    assert dog_model.IMAGENET_RESNET18_FILE == Path(ResNet18_Weights.DEFAULT.url).name == "resnet18-f37072fd.pth"
+    assert dog_model.pinned_sha256_prefix(dog_model.IMAGENET_RESNET18_FILE) == "f37072fd"
+    assert dog_model.pinned_sha256_prefix("resnet18-standin-6a8c9f61.pth") == "6a8c9f61"
+    assert dog_model.pinned_sha256_prefix("resnet18.pth") is None
+
+
+def test_pretrained_asked_for_without_the_channel_fails_saying_what_to_stage() -> None:
+    with pytest.raises(dog_model.PretrainedWeightsUnavailable) as failure:
+        dog_model.load_initial_weights(dog_model.build_model(3), "pretrained", pretrained_dir="")
+    message = str(failure.value)
+    assert "no 'pretrained' input channel" in message and "SM_CHANNEL_PRETRAINED" in message
+    assert "weights/resnet18-f37072fd.pth" in message and "make stage-weights STACK=<stack name>" in message
+    assert "weights=random trains from random init instead" in message
+
+
+def test_a_channel_whose_file_is_not_the_one_its_name_pins_fails(tmp_path: Path) -> None:
+    staged = pinned_file(tmp_path / "pretrained", dog_model.build_model(1000).state_dict())
+    staged.write_bytes(staged.read_bytes()[:-1] + b"x")  # one byte changed: a corrupted or substituted object
+
+    pattern = rf"{re.escape(staged.name)} has SHA-256 [0-9a-f]{{64}}, not "
+    with pytest.raises(dog_model.PretrainedWeightsUnavailable, match=pattern):
+        dog_model.load_initial_weights(dog_model.build_model(3), "pretrained", pretrained_dir=str(staged.parent))
+
+
+@pytest.mark.parametrize("files", [[], ["resnet18-00000000.pth", "resnet18-11111111.pth"]])
+def test_a_channel_without_exactly_one_weights_file_fails(tmp_path: Path, files: list[str]) -> None:
+    (tmp_path / "pretrained").mkdir()
+    for name in files:
+        (tmp_path / "pretrained" / name).write_bytes(b"weights")
+
+    with pytest.raises(dog_model.PretrainedWeightsUnavailable, match=r"holds (no \.pth file|several \.pth files)"):
+        dog_model.check_initial_weights("pretrained", str(tmp_path / "pretrained"))
+
+
+def test_a_weights_file_whose_name_pins_nothing_is_refused_as_pretrained(tmp_path: Path) -> None:
+    torch.save(dog_model.build_model(1000).state_dict(), tmp_path / "resnet18.pth")
+
+    with pytest.raises(dog_model.PretrainedWeightsUnavailable, match="does not pin its content"):
+        dog_model.load_initial_weights(dog_model.build_model(3), "pretrained", pretrained_dir=str(tmp_path))
+
+
+def test_random_init_only_when_asked_and_auto_is_refused() -> None:
+    assert dog_model.load_initial_weights(dog_model.build_model(3), "random") == "random"
+    with pytest.raises(dog_model.PretrainedWeightsUnavailable, match="weights=auto is no more"):
+        dog_model.load_initial_weights(dog_model.build_model(3), "auto")
 
 
 def test_weights_file_may_be_one_of_our_checkpoints(tmp_path: Path) -> None:
@@ -123,3 +166,13 @@ def test_folded_backbone_gives_the_same_features_and_leaves_the_model_alone() ->
 
 def test_feature_pass_batches_keep_the_pixels_of_32_images_at_224_px() -> None:
     assert [dog_model.feature_batch_size(size) for size in (224, 300, 112, 64, 16)] == [32, 32, 128, 392, 512]
+
+
+def test_a_weights_file_given_by_path_is_held_to_the_hash_its_name_pins(tmp_path: Path) -> None:
+    good = pinned_file(tmp_path / "good", dog_model.build_model(1000).state_dict())
+    assert dog_model.load_initial_weights(dog_model.build_model(3), str(good)) == str(good)
+    bad = tmp_path / "resnet18-00000000.pth"
+    bad.write_bytes(good.read_bytes())
+
+    with pytest.raises(dog_model.PretrainedWeightsUnavailable, match="not the 00000000"):
+        dog_model.load_initial_weights(dog_model.build_model(3), str(bad))

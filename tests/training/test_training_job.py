@@ -301,6 +301,24 @@ def test_profiler_rule_parameters_are_checked_before_training(
     assert not (sagemaker_env.model_dir / "model.pth").exists()
 
 
+def test_a_job_asked_for_pretrained_weights_without_the_channel_fails_before_decoding_and_says_why(
+    sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN the container env without a pretrained channel, and the default weights (pretrained)
+    monkeypatch.delenv("SM_CHANNEL_PRETRAINED", raising=False)
+    monkeypatch.setenv("SM_OUTPUT_DIR", str(tmp_path / "output"))
+    monkeypatch.setattr(dog_data, "index_dataset", lambda *a, **k: pytest.fail("the dataset was read"))
+    fast_without_weights = [arg for arg in FAST_ARGS if arg not in ("--weights", "random")]
+
+    # WHEN the job starts THEN it fails before reading the dataset, never training from random init
+    with pytest.raises(dog_model.PretrainedWeightsUnavailable, match="no 'pretrained' input channel"):
+        run_script("hpo.py", ["--epochs", "1", *fast_without_weights], monkeypatch)
+    assert not (sagemaker_env.model_dir / "model.pth").exists()
+    # AND SageMaker's FailureReason (output/failure, which the toolkit keeps) is that message
+    failure = (tmp_path / "output" / "failure").read_text()
+    assert failure.startswith("pretrained weights asked for (weights=pretrained)") and "make stage-weights" in failure
+
+
 def test_one_epoch_without_a_hook_under_the_sagemaker_env(
     sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -124,6 +124,15 @@ class Settings:
     always_retrain_on_schedule: bool
     runs_prefix: str
     instance_prices: dict[str, float]
+    # The pinned ImageNet ResNet18 file in the bucket (torchvision's name: resnet18-<SHA-256 prefix>.pth), given to
+    # every job as its pretrained channel; staged once with `make stage-weights` (offline/stage_weights.py).
+    pretrained_weights_key: str
+    # Endpoint autoscaling (pipeline.common.endpoint_autoscaling): target tracking on invocations per instance
+    # between endpoint_instance_count and endpoint_max_instance_count; 0 (or the instance count itself) is off.
+    endpoint_max_instance_count: int
+    target_invocations_per_instance: float  # per minute, averaged over the variant's instances
+    scale_in_cooldown_seconds: int
+    scale_out_cooldown_seconds: int
 
     def run_record_key(self, execution_name: str) -> str:
         return f"{self.runs_prefix}{execution_name}.json"
@@ -193,4 +202,9 @@ def load_settings() -> Settings:
         runs_prefix=_env("RUNS_PREFIX", "runs/"),
         # On-demand USD per instance-hour by instance type, for the run record's cost estimate.
         instance_prices={str(k): float(v) for k, v in json.loads(_env("INSTANCE_PRICES", "{}")).items()},
+        pretrained_weights_key=_env("PRETRAINED_WEIGHTS_KEY", "weights/resnet18-f37072fd.pth"),
+        endpoint_max_instance_count=_env_int("ENDPOINT_MAX_INSTANCE_COUNT", 0),
+        target_invocations_per_instance=float(_env("TARGET_INVOCATIONS_PER_INSTANCE", "600")),
+        scale_in_cooldown_seconds=_env_int("SCALE_IN_COOLDOWN_SECONDS", 600),
+        scale_out_cooldown_seconds=_env_int("SCALE_OUT_COOLDOWN_SECONDS", 300),
     )

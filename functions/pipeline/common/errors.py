@@ -63,3 +63,7 @@ class InvalidSageMakerRequest(PipelineError):
 
 class ModelMetricMissing(PipelineError):
     """The training job reported no test accuracy, so the champion/challenger gate cannot judge the model."""
+
+
+class PretrainedWeightsMissing(PipelineError):
+    """The pinned pretrained weights the jobs start from are not staged in the bucket (or are not the pinned file)."""

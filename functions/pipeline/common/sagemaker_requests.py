@@ -23,6 +23,12 @@ from pipeline.common.state_models import BestJob, Dataset
 TRAINING_CHANNEL = "training"
 # The serving model's artifact, scored by the final job on the same test images (SM_CHANNEL_CHAMPION).
 CHAMPION_CHANNEL = "champion"
+# The pinned ImageNet ResNet18 file staged in the bucket, which every job starts from (SM_CHANNEL_PRETRAINED): no
+# job downloads weights, so jobs under network isolation train the same way (training_code/dog_model.py).
+PRETRAINED_CHANNEL = "pretrained"
+# Values of the jobs' ``weights`` hyperparameter that load that channel (dog_model.PRETRAINED_WEIGHTS; the first is
+# the default); random init, the in-process stand-in or a file of the job's own need none.
+PRETRAINED_WEIGHTS = ("pretrained", "imagenet")
 TUNING_PROGRAM = "hpo.py"
 TRAINING_PROGRAM = "train_model.py"
 INFERENCE_PROGRAM = "inference.py"
@@ -172,6 +178,24 @@ def _training_channel(dataset: Dataset) -> dict[str, Any]:
     return _s3_channel(TRAINING_CHANNEL, dataset.validated_uri, "application/zip")
 
 
+def uses_pretrained_weights(settings: Settings) -> bool:
+    """Whether the jobs start from the staged weights: the ``weights`` hyperparameter (ExtraHyperparameters) is
+    ``pretrained``, as by default."""
+    weights = settings.extra_hyperparameters.get("weights", PRETRAINED_WEIGHTS[0])
+    return decode_hyperparameter(_wire_value(weights)) in PRETRAINED_WEIGHTS
+
+
+def pretrained_weights_uri(settings: Settings) -> str:
+    return f"s3://{settings.bucket}/{settings.pretrained_weights_key}"
+
+
+def _pretrained_channels(settings: Settings) -> list[dict[str, Any]]:
+    """The pretrained channel: the exact staged object, which the job finds under its own (pinned) name."""
+    if not uses_pretrained_weights(settings):
+        return []
+    return [_s3_channel(PRETRAINED_CHANNEL, pretrained_weights_uri(settings), "application/octet-stream")]
+
+
 def _tags(dataset: Dataset) -> list[dict[str, str]]:
     return [
         {"Key": "pipeline", "Value": "dog-breed-retraining"},
@@ -287,7 +311,7 @@ def tuning_job_request(
                 "MetricDefinitions": [dict(definition) for definition in METRIC_DEFINITIONS],
             },
             "RoleArn": settings.sagemaker_role_arn,
-            "InputDataConfig": [_training_channel(dataset)],
+            "InputDataConfig": [_training_channel(dataset), *_pretrained_channels(settings)],
             "OutputDataConfig": output_data_config(settings, job_output_uri(settings, dataset.run_id)),
             "ResourceConfig": trial_resources,
             **job_security(settings),
@@ -331,7 +355,7 @@ def training_job_request(
         "inference_precision": settings.inference_precision,
     }
     hyperparameters |= encode_hyperparameters(tuned | {"epochs": settings.training_epochs} | serving)
-    channels = [_training_channel(dataset)]
+    channels = [_training_channel(dataset), *_pretrained_channels(settings)]
     if champion_model_uri:
         # The serving model's model.tar.gz.
         channels.append(_s3_channel(CHAMPION_CHANNEL, champion_model_uri, "application/x-gzip"))
@@ -406,8 +430,13 @@ def model_request(
 
 
 def endpoint_config_request(
-    settings: Settings, dataset: Dataset, endpoint_config_name: str, model_name: str
+    settings: Settings,
+    dataset: Dataset,
+    endpoint_config_name: str,
+    model_name: str,
+    instance_count: int | None = None,
 ) -> dict[str, Any]:
+    """The endpoint config; ``instance_count`` (autoscaling: the fleet's current count) defaults to the template's."""
     return {
         "EndpointConfigName": endpoint_config_name,
         "ProductionVariants": [
@@ -415,7 +444,7 @@ def endpoint_config_request(
                 # Guarded updates require the new config to keep the variant name of the serving one.
                 "VariantName": VARIANT_NAME,
                 "ModelName": model_name,
-                "InitialInstanceCount": settings.endpoint_instance_count,
+                "InitialInstanceCount": settings.endpoint_instance_count if instance_count is None else instance_count,
                 "InstanceType": settings.endpoint_instance_type,
                 "InitialVariantWeight": 1.0,
             }

@@ -21,6 +21,7 @@ from sagemaker_states_support import (
     ROLE_ARN,
     RULE_IMAGE,
     TRAINING_IMAGE,
+    WEIGHTS_KEY,
     load_event,
 )
 
@@ -79,9 +80,12 @@ def dataset() -> Dataset:
 
 @pytest.fixture
 def aws() -> Iterator[None]:
-    """A moto account with the bucket, plus the SageMaker actions moto 5.2.5 lacks."""
+    """A moto account with the bucket and the staged pretrained weights (a stand-in body: the handlers only look for
+    the object), plus the SageMaker actions moto 5.2.5 lacks."""
     with mock_aws(), SageMakerMissingActions():
-        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_object(Bucket=BUCKET, Key=WEIGHTS_KEY, Body=b"staged weights")
         yield
 
 

@@ -15,6 +15,20 @@ ROLE_ARN = f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/retraining-sagemaker"
 TRAINING_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3-gpu-py311"
 INFERENCE_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.3-cpu-py311"
 RULE_IMAGE = "503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest"
+# The template's default PretrainedWeightsKey: torchvision's ImageNet ResNet18 file, staged once in the bucket.
+WEIGHTS_KEY = "weights/resnet18-f37072fd.pth"
+# The pretrained channel every trial and the training job get (the weights hyperparameter defaults to pretrained).
+PRETRAINED_CHANNEL_ON_THE_WIRE = {
+    "ChannelName": "pretrained",
+    "DataSource": {
+        "S3DataSource": {
+            "S3DataType": "S3Prefix",
+            "S3Uri": f"s3://{BUCKET}/{WEIGHTS_KEY}",
+            "S3DataDistributionType": "FullyReplicated",
+        }
+    },
+    "ContentType": "application/octet-stream",
+}
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 # The inference container's environment every model and model package must carry, as the requests pin it.
 INFERENCE_ENVIRONMENT = {

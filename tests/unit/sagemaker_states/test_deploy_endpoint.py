@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,15 @@ TAGS = [
 @pytest.fixture
 def trained(sagemaker_backend: Any, pipeline_env: Path, lambda_context: Any) -> None:
     start_training.lambda_handler(load_event("start_training_best_trial"), lambda_context)
+
+
+@pytest.fixture
+def stubbed_autoscaling() -> Iterator[tuple[SageMakerGateway, Stubber]]:
+    """Application Auto Scaling, stubbed like SageMaker: only the scripted calls may happen."""
+    client = boto3.client("application-autoscaling", region_name=REGION)
+    with Stubber(client) as stubber:
+        yield SageMakerGateway(client), stubber
+        stubber.assert_no_pending_responses()
 
 
 def _serve_old_model() -> None:
@@ -86,6 +96,7 @@ def test_first_run_creates_the_endpoint(trained: None, lambda_context: Any) -> N
         "action": "create",
         "previous_endpoint_config": None,
         "deployment_config": {"strategy": "CREATE"},
+        "autoscaling": {"enabled": False, "initial_instance_count": 1, "deregistered": []},
     }
     endpoint = boto3.client("sagemaker", region_name=REGION).describe_endpoint(EndpointName=ENDPOINT)
     assert endpoint["EndpointConfigName"] == NEW
@@ -142,10 +153,23 @@ def test_impossible_strategy_is_refused_before_anything_is_created(
 
 
 def test_update_requests_are_exactly_the_agreed_ones(
-    settings: Settings, stubbed: tuple[SageMakerGateway, Stubber]
+    settings: Settings,
+    stubbed: tuple[SageMakerGateway, Stubber],
+    stubbed_autoscaling: tuple[SageMakerGateway, Stubber],
 ) -> None:
     # GIVEN three instances and a CANARY strategy, and a stubbed SageMaker expecting each request exactly
     gateway, stubber = stubbed
+    # AND no scalable target on the endpoint (autoscaling is off), so none is deregistered before the update
+    autoscaling, autoscaling_stubber = stubbed_autoscaling
+    autoscaling_stubber.add_response(
+        "describe_scalable_targets",
+        {"ScalableTargets": []},
+        {
+            "ServiceNamespace": "sagemaker",
+            "ResourceIds": [f"endpoint/{ENDPOINT}/variant/AllTraffic"],
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+        },
+    )
     settings = dataclasses.replace(settings, endpoint_instance_count=3, deployment_strategy="CANARY")
     event = load_event("deploy_endpoint_after_rules")
     now = datetime(2025, 11, 25, 4, 0)
@@ -241,14 +265,20 @@ def test_update_requests_are_exactly_the_agreed_ones(
     )
 
     result = deploy_endpoint.deploy_endpoint(
-        Dataset.model_validate(event["dataset"]), Training.model_validate(event["training"]), settings, gateway
+        Dataset.model_validate(event["dataset"]),
+        Training.model_validate(event["training"]),
+        settings,
+        gateway,
+        autoscaling,
     )
 
     assert result["deployment_config"]["strategy"] == "CANARY"
 
 
 def test_retry_after_the_update_was_sent_resumes_without_touching_anything(
-    settings: Settings, stubbed: tuple[SageMakerGateway, Stubber]
+    settings: Settings,
+    stubbed: tuple[SageMakerGateway, Stubber],
+    stubbed_autoscaling: tuple[SageMakerGateway, Stubber],
 ) -> None:
     # GIVEN an earlier attempt already created model and config and started the update (Lambda then timed out)
     gateway, stubber = stubbed
@@ -310,9 +340,13 @@ def test_retry_after_the_update_was_sent_resumes_without_touching_anything(
     )
     event = load_event("deploy_endpoint_after_rules")
 
-    # WHEN the state runs again (no create or update call is scripted: any would fail the stub)
+    # WHEN the state runs again (no create, update or autoscaling call is scripted: any would fail the stub)
     result = deploy_endpoint.deploy_endpoint(
-        Dataset.model_validate(event["dataset"]), Training.model_validate(event["training"]), settings, gateway
+        Dataset.model_validate(event["dataset"]),
+        Training.model_validate(event["training"]),
+        settings,
+        gateway,
+        stubbed_autoscaling[0],
     )
 
     # THEN the poll loop gets what it needs to detect a rollback

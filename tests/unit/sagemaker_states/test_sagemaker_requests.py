@@ -143,8 +143,8 @@ def test_a_training_request_with_the_champion_channel_passes_the_service_model(
 ) -> None:
     uri = "s3://dog-data/jobs/r/train-r/output/model.tar.gz"
     ours = training_job_request(settings, dataset, BEST, "train-1", CODE_URI, "us-east-1", uri)
-    assert [c["ChannelName"] for c in ours["InputDataConfig"]] == ["training", "champion"]
-    assert ours["InputDataConfig"][1]["DataSource"]["S3DataSource"]["S3Uri"] == uri
+    assert [c["ChannelName"] for c in ours["InputDataConfig"]] == ["training", "pretrained", "champion"]
+    assert ours["InputDataConfig"][2]["DataSource"]["S3DataSource"]["S3Uri"] == uri
     _assert_valid("create_training_job", ours)
 
 

@@ -14,6 +14,7 @@ from botocore.stub import Stubber
 from sagemaker_states_support import (
     BUCKET,
     METRIC_DEFINITIONS_ON_THE_WIRE,
+    PRETRAINED_CHANNEL_ON_THE_WIRE,
     REGION,
     ROLE_ARN,
     RULE_IMAGE,
@@ -70,7 +71,8 @@ def _expected_request(code_uri: str) -> dict[str, Any]:
                     }
                 },
                 "ContentType": "application/zip",
-            }
+            },
+            PRETRAINED_CHANNEL_ON_THE_WIRE,
         ],
         "OutputDataConfig": {"S3OutputPath": OUTPUT},
         "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},

@@ -13,6 +13,7 @@ from botocore.stub import Stubber
 from sagemaker_states_support import (
     BUCKET,
     METRIC_DEFINITIONS_ON_THE_WIRE,
+    PRETRAINED_CHANNEL_ON_THE_WIRE,
     REGION,
     ROLE_ARN,
     TRAINING_IMAGE,
@@ -80,7 +81,8 @@ def _expected_request(code_uri: str) -> dict[str, Any]:
                         }
                     },
                     "ContentType": "application/zip",
-                }
+                },
+                PRETRAINED_CHANNEL_ON_THE_WIRE,
             ],
             "OutputDataConfig": {"S3OutputPath": "s3://dog-data/jobs/251125-015343-3f9a1c/"},
             "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
