@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import re
 import shutil
 import sys
 import tempfile
@@ -37,11 +36,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from offline.initial_weights import torch_hub_dir
+from pipeline.common.pretrained_weights import PINNED_WEIGHTS_NAME
 
 DEFAULT_KEY = "weights/resnet18-f37072fd.pth"  # template.yaml's PretrainedWeightsKey default
 TORCHVISION_DOWNLOADS = "https://download.pytorch.org/models/"
-# torchvision's file names end in the first hex digits of the file's SHA-256 (training_code/dog_model.py reads them).
-PINNED_WEIGHTS_NAME = re.compile(r"^(?P<stem>.+)-(?P<sha256>[0-9a-f]{8,64})\.pth$")
 BUCKET_OUTPUT = "DataBucketName"
 KEY_PARAMETER = "PretrainedWeightsKey"
 DOWNLOAD_TIMEOUT_SECONDS = 60.0
@@ -69,11 +67,8 @@ def pinned_prefix(name: str) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def verify(path: Path, name: str) -> str:
