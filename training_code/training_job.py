@@ -148,6 +148,15 @@ def build_arg_parser(
     run.add_argument("--precision", type=text, default="auto", choices=["auto", "bf16", "fp32"])
     run.add_argument("--max_batches_per_epoch", type=integer, default=0, help="0: all (a cap for quick runs)")
     run.add_argument("--max_corrupt_fraction", type=number, default=0.01, help="share of corrupt images per split")
+    run.add_argument(
+        "--decoded_cache_budget_mb", type=number, default=0,
+        help=f"MiB the decoded images may take in memory; a split beyond what is left goes to an on-disk cache "
+        f"(dog_data.decode_splits). 0: {dog_data.DEFAULT_BUDGET_FRACTION * 100:.0f}%% of the container's memory",
+    )  # fmt: skip
+    run.add_argument(
+        "--decoded_cache_dir", type=text, default=dog_data.default_cache_dir(),
+        help="scratch folder for on-disk decoded caches (on the training volume under SageMaker)",
+    )  # fmt: skip
     run.add_argument("--seed", type=integer, default=0)
     run.add_argument(
         "--num_threads", type=integer, default=0,
@@ -300,7 +309,7 @@ def check_int8(
         return {"skipped": unavailable}, None
     train = splits["train"]
     sample = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:CALIBRATION_IMAGE_COUNT]
-    calibration = train.images[sample].permute(0, 3, 1, 2).contiguous()
+    calibration = train.rows(sample).permute(0, 3, 1, 2).contiguous()
     # A fresh copy from the weights: the trained module may carry smdebug hooks and live on a GPU.
     serving_model = dog_model.build_model(classes)
     serving_model.load_state_dict(cpu_state_dict(model))
@@ -308,7 +317,7 @@ def check_int8(
     test, correct = splits["test"], 0
     with torch.inference_mode():
         for start in range(0, len(test), 64):
-            pixels = test.images[start : start + 64].permute(0, 3, 1, 2)
+            pixels = test.rows(slice(start, start + 64)).permute(0, 3, 1, 2)
             predicted = network(inference.centre(pixels, torch.float32)).argmax(1)
             correct += int((predicted == test.labels[start : start + 64]).sum())
     accuracy = correct / max(1, len(test))
@@ -347,7 +356,7 @@ def _cache_features(
         for view, flip in enumerate(flips):
             chunks = []
             for start in range(0, len(split), batch_size):
-                images = split.images[start : start + batch_size]
+                images = split.rows(slice(start, start + batch_size))
                 batch = dog_data.normalise(images.flip(2) if flip else images, compute.device)
                 with compute.autocast():
                     chunks.append(dog_model.backbone_features(model, batch).float())
@@ -418,10 +427,13 @@ def _train(
 
     index = dog_data.index_dataset(args.data_dir)
     decode_started = time.perf_counter()
-    splits = {
-        name: dog_data.decode_split(index, name, args.image_size, max_corrupt_fraction=args.max_corrupt_fraction)
-        for name in dog_data.SPLITS
-    }
+    splits = dog_data.decode_splits(
+        index,
+        args.image_size,
+        max_corrupt_fraction=args.max_corrupt_fraction,
+        budget_bytes=dog_data.memory_budget_bytes(args.decoded_cache_budget_mb),
+        cache_dir=args.decoded_cache_dir,
+    )
     decode_seconds = time.perf_counter() - decode_started
     corrupt = {name: len(split.corrupt_files) for name, split in splits.items()}
     _emit(
