@@ -29,6 +29,7 @@ import tarfile
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,14 +126,20 @@ def load_served(model_dir: Path, precision: str) -> inference.LoadedModel:
     return inference.load_model(model_dir, device=device, precision=precision)
 
 
-def score(loaded: inference.LoadedModel, images_nhwc: torch.Tensor) -> Scores:
-    """The top-k answers for uint8 (N, H, W, 3) images already at the model's training size."""
+def score(
+    loaded: inference.LoadedModel,
+    images_nhwc: torch.Tensor,
+    rows: Callable[[slice], torch.Tensor] | None = None,
+) -> Scores:
+    """The top-k answers for uint8 (N, H, W, 3) images already at the model's training size; ``rows``
+    (``DecodedSplit.rows``) reads the batches so that an on-disk split's pages do not stay resident."""
+    read = rows or images_nhwc.__getitem__
     k = min(TOP_K, len(loaded.labels))
     top: list[list[str]] = []
     probability: list[float] = []
     with torch.inference_mode():
         for start in range(0, len(images_nhwc), SCORING_BATCH):
-            pixels = images_nhwc[start : start + SCORING_BATCH].permute(0, 3, 1, 2).to(loaded.device)
+            pixels = read(slice(start, start + SCORING_BATCH)).permute(0, 3, 1, 2).to(loaded.device)
             logits = loaded.network(inference.centre(pixels, loaded.input_dtype)).float()
             values, indices = logits.softmax(dim=1).topk(k, dim=1)
             top += [[loaded.labels[i] for i in row] for row in indices.tolist()]
@@ -248,7 +255,7 @@ def evaluation(
     truth = [index.classes[label] for label in test.labels.tolist()]
     challenger_precision = served_precision(challenger_dir, endpoint_instance_type, inference_precision)
     challenger_model = load_served(challenger_dir, challenger_precision)
-    challenger = score(challenger_model, test.images)
+    challenger = score(challenger_model, test.images, test.rows)
     result: dict[str, Any] = {
         "test_images": len(truth),
         "confidence": CONFIDENCE,
@@ -285,13 +292,13 @@ def _with_champion(
         model_dir = extract_artifact(champion_dir, Path(scratch))
         precision = served_precision(model_dir, endpoint_instance_type, inference_precision)
         champion_model = load_served(model_dir, precision)
-        images = test.images
-        if champion_model.image_size != images.shape[1]:
+        split = test
+        if champion_model.image_size != test.images.shape[1]:
             # Trained at another resolution: the test split as the champion's endpoint would prepare it.
-            images = dog_data.decode_split(
+            split = dog_data.decode_split(
                 index, "test", champion_model.image_size, max_corrupt_fraction=max_corrupt_fraction
-            ).images
-        champion = score(champion_model, images)
+            )
+        champion = score(champion_model, split.images, split.rows)
     champion_classes = list(champion_model.labels)
     return {
         "champion": model_summary(champion, truth, test.paths),

@@ -240,3 +240,22 @@ def test_a_cpu_endpoint_is_evaluated_in_int8_only_where_the_artifact_cleared_it(
 def test_the_written_file_is_the_evaluation(tmp_path: Path) -> None:
     path = paired_evaluation.write(tmp_path / "out", {"test_images": 3})
     assert path.name == "evaluation.json" and json.loads(path.read_text()) == {"test_images": 3}
+
+
+def test_an_on_disk_test_split_is_scored_as_the_same_split_in_memory(
+    tmp_path: Path, test_split: tuple[dog_data.DatasetIndex, dog_data.DecodedSplit], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the test split decoded into a memory-mapped scratch file, its pages released after every scoring batch
+    index, in_memory = test_split
+    on_disk = dog_data.decode_split(index, "test", TINY_IMAGE_SIZE, max_corrupt_fraction=0.0, cache_dir=tmp_path)
+    assert on_disk.on_disk
+    monkeypatch.setattr(dog_data, "RELEASE_EVERY_BYTES", 1)
+    released = []
+    monkeypatch.setattr(on_disk, "release_pages", lambda: released.append(True))
+    challenger = _artifact(tmp_path / "challenger", index.classes, seed=1)
+    # WHEN both are evaluated
+    from_disk = _evaluate(challenger, None, (index, on_disk))
+    from_memory = _evaluate(challenger, None, (index, in_memory))
+    # THEN the answers are the same, and scoring read the file through rows (which releases its pages)
+    assert from_disk["challenger"] == from_memory["challenger"]
+    assert released
