@@ -53,6 +53,8 @@ from profiler import NoProfiler, Profiler
 from torch import nn
 from training_loop import (
     Compute,
+    GpuUnavailable,
+    check_gpus_visible,
     choose_compute,
     evaluate,
     load_checkpoint,
@@ -396,6 +398,7 @@ def run(args: argparse.Namespace, *, job: str, evaluate_debug_rules: bool) -> di
     metrics.json's content."""
     require_inference_code(CODE_SOURCE_DIR)
     dog_model.check_initial_weights(args.weights, args.pretrained_dir)  # before minutes of decoding, not after
+    check_gpus_visible(int(os.environ.get("SM_NUM_GPUS", "0")))
     profiler_parameters = rule_parameters(
         "profiler_rule_parameters", args.profiler_rule_parameters, profiler_rules.resolve_parameters
     )
@@ -761,7 +764,7 @@ def main(
         logger.warning("ignoring unknown arguments: %s", unknown)
     try:
         return run(args, job=job, evaluate_debug_rules=evaluate_debug_rules)
-    except dog_model.PretrainedWeightsUnavailable as error:
+    except (dog_model.PretrainedWeightsUnavailable, GpuUnavailable) as error:
         write_failure_reason(str(error))
         raise
 

@@ -59,6 +59,23 @@ class Compute:
             torch.cuda.synchronize(self.device)
 
 
+class GpuUnavailable(RuntimeError):
+    """The instance has GPUs but torch cannot use them: training on its CPU would be silently ~50x slower."""
+
+
+def check_gpus_visible(instance_gpus: int) -> None:
+    """GpuUnavailable when SageMaker gave the job ``instance_gpus`` GPUs (SM_NUM_GPUS) and torch sees none: the
+    image's CUDA build does not suit the instance's driver or GPU generation (torch 2.13's cu130 build has kernels
+    for sm_75 and newer only), or the image is a CPU build."""
+    if instance_gpus > 0 and not torch.cuda.is_available():
+        raise GpuUnavailable(
+            f"this instance has {instance_gpus} GPU(s) (SM_NUM_GPUS) but torch {torch.__version__} (CUDA "
+            f"{torch.version.cuda or 'none: a CPU build'}) can use none; the job stopped instead of training on the "
+            "CPU. Use a training image whose CUDA build suits the instance type (TrainingImageUri; docs/deploy.md, "
+            '"Container images") or another instance type'
+        )
+
+
 def choose_compute(precision: str = "auto") -> Compute:
     """The device and autocast dtype; ``precision`` is "auto", "bf16" or "fp32"."""
     if precision not in ("auto", "bf16", "fp32"):

@@ -24,6 +24,7 @@ import profiler_rules
 import pytest
 import torch
 import training_job
+import training_loop
 from conftest import FAST_ARGS, TINY_CLASSES, SageMakerPaths
 from PIL import Image
 
@@ -317,6 +318,21 @@ def test_a_job_asked_for_pretrained_weights_without_the_channel_fails_before_dec
     # AND SageMaker's FailureReason (output/failure, which the toolkit keeps) is that message
     failure = (tmp_path / "output" / "failure").read_text()
     assert failure.startswith("pretrained weights asked for (weights=pretrained)") and "make stage-weights" in failure
+
+
+def test_a_gpu_instance_whose_gpus_torch_cannot_use_fails_instead_of_training_on_the_cpu(
+    sagemaker_env: SageMakerPaths, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN SageMaker's word that the instance has a GPU, and a torch that sees none (this machine)
+    monkeypatch.setenv("SM_NUM_GPUS", "1")
+    monkeypatch.setenv("SM_OUTPUT_DIR", str(tmp_path / "output"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(dog_data, "index_dataset", lambda *a, **k: pytest.fail("the dataset was read"))
+
+    # WHEN the job starts THEN it stops before reading the dataset, and FailureReason says why and what to change
+    with pytest.raises(training_loop.GpuUnavailable, match=r"1 GPU\(s\) \(SM_NUM_GPUS\)"):
+        run_script("hpo.py", ["--epochs", "1", *FAST_ARGS], monkeypatch)
+    assert "TrainingImageUri" in (tmp_path / "output" / "failure").read_text()
 
 
 def test_one_epoch_without_a_hook_under_the_sagemaker_env(
