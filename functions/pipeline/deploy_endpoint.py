@@ -46,14 +46,11 @@ from pipeline.common.state_models import Dataset, Training
 
 def _exists(sagemaker: SageMakerGateway, list_operation: str, items_key: str, name_key: str, name: str) -> bool:
     """Whether a resource of that exact name exists; listing tells absence apart without parsing error messages."""
-    request: dict[str, Any] = {"NameContains": name, "MaxResults": 100}
-    while True:
-        page = sagemaker.call(list_operation, **request)
-        if any(item[name_key] == name for item in page.get(items_key, [])):
-            return True
-        if not page.get("NextToken"):
-            return False
-        request["NextToken"] = page["NextToken"]
+    return any(
+        item[name_key] == name
+        for page in sagemaker.pages(list_operation, NameContains=name, MaxResults=100)
+        for item in page.get(items_key, [])
+    )
 
 
 def find_endpoint(sagemaker: SageMakerGateway, endpoint_name: str) -> dict[str, Any] | None:

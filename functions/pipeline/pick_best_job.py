@@ -24,13 +24,12 @@ _TYPES = {"batch_size": int, "learning_rate": float}
 
 
 def training_job_summaries(sagemaker: SageMakerGateway, tuning_job_name: str) -> Iterator[dict[str, Any]]:
-    request: dict[str, Any] = {"HyperParameterTuningJobName": tuning_job_name, "MaxResults": PAGE_SIZE}
-    while True:
-        page = sagemaker.call("list_training_jobs_for_hyper_parameter_tuning_job", **request)
+    for page in sagemaker.pages(
+        "list_training_jobs_for_hyper_parameter_tuning_job",
+        HyperParameterTuningJobName=tuning_job_name,
+        MaxResults=PAGE_SIZE,
+    ):
         yield from page.get("TrainingJobSummaries", [])
-        if not page.get("NextToken"):
-            return
-        request["NextToken"] = page["NextToken"]
 
 
 def best_summary(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:

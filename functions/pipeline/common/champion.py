@@ -21,15 +21,11 @@ from pipeline.common.sagemaker_gateway import SageMakerGateway
 
 def serving_config(sagemaker: SageMakerGateway, endpoint_name: str) -> str | None:
     """The endpoint config the endpoint serves now; None when there is no endpoint yet."""
-    request: dict[str, Any] = {"NameContains": endpoint_name, "MaxResults": 100}
-    while True:
-        page = sagemaker.call("list_endpoints", **request)
+    for page in sagemaker.pages("list_endpoints", NameContains=endpoint_name, MaxResults=100):
         if any(item["EndpointName"] == endpoint_name for item in page.get("Endpoints", [])):
             described = sagemaker.call("describe_endpoint", EndpointName=endpoint_name)
             return str(described["EndpointConfigName"])
-        if not page.get("NextToken"):
-            return None
-        request["NextToken"] = page["NextToken"]
+    return None
 
 
 def find_champion(sagemaker: SageMakerGateway, group: str, config: str) -> Package | None:

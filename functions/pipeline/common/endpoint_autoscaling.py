@@ -216,33 +216,24 @@ def registered_targets(autoscaling: SageMakerGateway, resource_ids: Sequence[str
     found: dict[str, dict[str, Any]] = {}
     wanted = list(dict.fromkeys(resource_ids))
     for start in range(0, len(wanted), MAX_RESOURCE_IDS):
-        request: dict[str, Any] = {
-            "ServiceNamespace": NAMESPACE,
-            "ResourceIds": wanted[start : start + MAX_RESOURCE_IDS],
-            "ScalableDimension": DIMENSION,
-        }
-        while True:
-            page = autoscaling.call("describe_scalable_targets", **request)
+        for page in autoscaling.pages(
+            "describe_scalable_targets",
+            ServiceNamespace=NAMESPACE,
+            ResourceIds=wanted[start : start + MAX_RESOURCE_IDS],
+            ScalableDimension=DIMENSION,
+        ):
             found |= {target["ResourceId"]: target for target in page.get("ScalableTargets", [])}
-            if not page.get("NextToken"):
-                break
-            request["NextToken"] = page["NextToken"]
     return found
 
 
 def scaling_policies(autoscaling: SageMakerGateway, target_resource_id: str) -> list[dict[str, Any]]:
-    request: dict[str, Any] = {
-        "ServiceNamespace": NAMESPACE,
-        "ResourceId": target_resource_id,
-        "ScalableDimension": DIMENSION,
-    }
-    policies: list[dict[str, Any]] = []
-    while True:
-        page = autoscaling.call("describe_scaling_policies", **request)
-        policies += page.get("ScalingPolicies", [])
-        if not page.get("NextToken"):
-            return policies
-        request["NextToken"] = page["NextToken"]
+    pages = autoscaling.pages(
+        "describe_scaling_policies",
+        ServiceNamespace=NAMESPACE,
+        ResourceId=target_resource_id,
+        ScalableDimension=DIMENSION,
+    )
+    return [policy for page in pages for policy in page.get("ScalingPolicies", [])]
 
 
 def ensure_autoscaling(autoscaling: SageMakerGateway, scaling: Scaling) -> dict[str, Any]:

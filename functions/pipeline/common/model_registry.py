@@ -20,14 +20,11 @@ from pipeline.common.sagemaker_gateway import SageMakerGateway
 
 
 def _exact_group_exists(sagemaker: SageMakerGateway, group: str) -> bool:
-    request: dict[str, Any] = {"NameContains": group, "MaxResults": 100}
-    while True:
-        page = sagemaker.call("list_model_package_groups", **request)
-        if any(item["ModelPackageGroupName"] == group for item in page.get("ModelPackageGroupSummaryList", [])):
-            return True
-        if not page.get("NextToken"):
-            return False
-        request["NextToken"] = page["NextToken"]
+    return any(
+        item["ModelPackageGroupName"] == group
+        for page in sagemaker.pages("list_model_package_groups", NameContains=group, MaxResults=100)
+        for item in page.get("ModelPackageGroupSummaryList", [])
+    )
 
 
 def ensure_group(sagemaker: SageMakerGateway, group: str, description: str) -> bool:

@@ -7,6 +7,7 @@ the run. Errors are told apart by their code and HTTP status, never by message t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import (
@@ -78,6 +79,17 @@ class SageMakerGateway:
         except _NETWORK_ERRORS as error:
             raise SageMakerThrottled(f"SageMaker {operation} could not be reached ({error}); retrying.") from error
         return response
+
+    def pages(self, operation: str, **request: Any) -> Iterator[dict[str, Any]]:
+        """Every page of a listing ``operation``, each a checked :meth:`call`, following NextToken; stop iterating
+        to stop fetching."""
+        request = dict(request)
+        while True:
+            page = self.call(operation, **request)
+            yield page
+            if not page.get("NextToken"):
+                return
+            request["NextToken"] = page["NextToken"]
 
 
 def sagemaker_gateway() -> SageMakerGateway:
