@@ -452,6 +452,14 @@ def resize_batch(batch: torch.Tensor, size: int) -> torch.Tensor:
     return resized.contiguous(memory_format=torch.channels_last)
 
 
+def epoch_order(
+    count: int, *, shuffle: bool, generator: torch.Generator | None = None, images_per_epoch: int | None = None
+) -> torch.Tensor:
+    """The indices one epoch visits: all ``count`` in order, or shuffled; the first ``images_per_epoch`` of them."""
+    order = torch.randperm(count, generator=generator) if shuffle else torch.arange(count)
+    return order if images_per_epoch is None else order[:images_per_epoch]
+
+
 def image_batches(
     split: DecodedSplit,
     batch_size: int,
@@ -462,14 +470,16 @@ def image_batches(
     generator: torch.Generator | None = None,
     max_batches: int | None = None,
     size: int | None = None,
+    images_per_epoch: int | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches of normalised images and labels; random order and per-sample horizontal flips when training.
 
     ``size``: resize each batch to this resolution (progressive resizing trains early epochs below the decoded
-    size); None keeps the decoded size.
+    size); None keeps the decoded size. ``images_per_epoch``: only this many of the (shuffled) images, so that
+    ranks with shards one image apart take the same number of steps.
     """
-    count = len(split)
-    order = torch.randperm(count, generator=generator) if shuffle else torch.arange(count)
+    order = epoch_order(len(split), shuffle=shuffle, generator=generator, images_per_epoch=images_per_epoch)
+    count = len(order)
     for number, start in enumerate(range(0, count, batch_size)):
         if max_batches is not None and number >= max_batches:
             return
@@ -492,14 +502,16 @@ def feature_batches(
     shuffle: bool,
     generator: torch.Generator | None = None,
     max_batches: int | None = None,
+    images_per_epoch: int | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches of cached backbone features.
 
     ``features`` is (N, V, D): V views per image (the image and its mirror when training), one picked at random
-    per sample, which is the same flip augmentation as on images.
+    per sample, which is the same flip augmentation as on images. ``images_per_epoch`` as in ``image_batches``.
     """
-    count, views = features.shape[0], features.shape[1]
-    order = torch.randperm(count, generator=generator) if shuffle else torch.arange(count)
+    views = features.shape[1]
+    order = epoch_order(features.shape[0], shuffle=shuffle, generator=generator, images_per_epoch=images_per_epoch)
+    count = len(order)
     for number, start in enumerate(range(0, count, batch_size)):
         if max_batches is not None and number >= max_batches:
             return

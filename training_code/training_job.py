@@ -29,6 +29,8 @@ same test images, for the champion/challenger gate).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -40,6 +42,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import distributed_training
 import dog_data
 import dog_model
 import inference
@@ -49,6 +52,7 @@ import profiler_rules
 import torch
 from debug_hook import DebugHook, create_debug_hook
 from debug_rules import ERROR, ISSUES, RULES, evaluate_rules, resolve_parameters
+from distributed_training import DistributedLaunchError, Ranks, ranks_from_environment, sum_across_ranks
 from profiler import NoProfiler, Profiler
 from torch import nn
 from training_loop import (
@@ -121,6 +125,11 @@ def build_arg_parser(
     hyper = parser.add_argument_group("hyperparameters")
     hyper.add_argument("--batch_size", type=integer, default=64)
     hyper.add_argument("--learning_rate", type=number, default=0.01)
+    hyper.add_argument(
+        "--learning_rate_scaling", type=text, default="linear", choices=["linear", "none"],
+        help="with N ranks (torch_distributed) the global batch is N x batch_size: linear trains at N x "
+        "learning_rate (distributed_training.py), none as given",
+    )  # fmt: skip
     hyper.add_argument("--epochs", type=integer, default=epochs)
     hyper.add_argument("--optimizer", type=text, default="sgd", choices=["sgd", "adamw"])
     hyper.add_argument("--momentum", type=number, default=0.9)
@@ -373,6 +382,35 @@ def _emit(line: str) -> None:
     print(line, flush=True)
 
 
+def _silent(line: str) -> None:
+    """A rank other than 0 prints no metrics: the job's MetricDefinitions read every host's log."""
+
+
+def _shard_index(index: dog_data.DatasetIndex, ranks: Ranks) -> dog_data.DatasetIndex:
+    """What this rank decodes: its shard of the training and validation images, and the test split on rank 0
+    (distributed_training.py); the whole index for one process."""
+    if not ranks.distributed:
+        return index
+    splits = {name: distributed_training.shard_refs(index.splits[name], ranks) for name in ("train", "valid")}
+    if ranks.is_main:
+        splits["test"] = index.splits["test"]
+    for name, refs in splits.items():
+        digest = hashlib.sha256("\n".join(ref.path for ref in refs).encode()).hexdigest()[:12]
+        logger.info("shard rank=%d split=%s images=%d paths_sha256=%s", ranks.rank, name, len(refs), digest)
+    return dataclasses.replace(index, splits=splits)
+
+
+def _dataset_counts(
+    splits: dict[str, dog_data.DecodedSplit], device: torch.device
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Images and corrupt files per split, over every rank's shard (the test split is rank 0's alone)."""
+    names = ("train", "valid", "test")
+    local = [float(len(splits[name])) if name in splits else 0.0 for name in names]
+    local += [float(len(splits[name].corrupt_files)) if name in splits else 0.0 for name in names]
+    totals = [int(value) for value in sum_across_ranks(torch.tensor(local, device=device)).tolist()]
+    return dict(zip(names, totals[:3], strict=True)), dict(zip(names, totals[3:], strict=True))
+
+
 class ProgressLog:
     """A ``progress:`` line now and then while a long phase runs (a feature pass, an epoch of many steps), at most
     one per ``interval_seconds``: the job's log shows what it is doing between its epoch lines, and a watcher
@@ -399,17 +437,25 @@ def run(args: argparse.Namespace, *, job: str, evaluate_debug_rules: bool) -> di
     require_inference_code(CODE_SOURCE_DIR)
     dog_model.check_initial_weights(args.weights, args.pretrained_dir)  # before minutes of decoding, not after
     check_gpus_visible(int(os.environ.get("SM_NUM_GPUS", "0")))
+    ranks = ranks_from_environment()
     profiler_parameters = rule_parameters(
         "profiler_rule_parameters", args.profiler_rule_parameters, profiler_rules.resolve_parameters
     )
     debug_parameters = rule_parameters("debug_rule_parameters", args.debug_rule_parameters, resolve_parameters)
-    profiler = (Profiler(args.output_data_dir, interval_seconds=args.profiler_interval_ms / 1000) if args.profiler
+    compute = choose_compute(args.precision, local_rank=ranks.local_rank)
+    profiled = args.profiler and ranks.is_main
+    profiler = (Profiler(args.output_data_dir, interval_seconds=args.profiler_interval_ms / 1000) if profiled
                 else NoProfiler(args.output_data_dir)).start()  # fmt: skip
+    distributed_training.start(ranks, compute.device)
     try:
-        metrics = _train(args, profiler, debug_parameters, job=job, evaluate_debug_rules=evaluate_debug_rules)
+        metrics = _train(
+            args, profiler, debug_parameters, compute, ranks, job=job, evaluate_debug_rules=evaluate_debug_rules
+        )
     finally:
         profiler.stop()  # a failed job keeps the samples it recorded, and no sampling thread outlives it
-    profiler.finish(batch_size=args.batch_size, rule_parameters=profiler_parameters)
+        distributed_training.stop()
+    if ranks.is_main:
+        profiler.finish(batch_size=args.batch_size, rule_parameters=profiler_parameters)
     return metrics
 
 
@@ -417,6 +463,8 @@ def _train(
     args: argparse.Namespace,
     profiler: Profiler | NoProfiler,
     debug_parameters: dict[str, Any],
+    compute: Compute,
+    ranks: Ranks,
     *,
     job: str,
     evaluate_debug_rules: bool,
@@ -425,23 +473,25 @@ def _train(
     seed_everything(args.seed)
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
-    compute = choose_compute(args.precision)
-    logger.info("%s on %s, precision %s", job, compute.device, compute.precision)
+    emit = _emit if ranks.is_main else _silent
+    logger.info("%s on %s, precision %s, %s", job, compute.device, compute.precision, ranks.describe())
 
-    index = dog_data.index_dataset(args.data_dir)
+    index = _shard_index(dog_data.index_dataset(args.data_dir), ranks)
     decode_started = time.perf_counter()
     splits = dog_data.decode_splits(
         index,
         args.image_size,
         max_corrupt_fraction=args.max_corrupt_fraction,
-        budget_bytes=dog_data.memory_budget_bytes(args.decoded_cache_budget_mb),
+        # The ranks of a host share its memory.
+        budget_bytes=dog_data.memory_budget_bytes(args.decoded_cache_budget_mb) // ranks.local_world_size,
         cache_dir=args.decoded_cache_dir,
+        splits=tuple(index.splits),
     )
     decode_seconds = time.perf_counter() - decode_started
-    corrupt = {name: len(split.corrupt_files) for name, split in splits.items()}
-    _emit(
-        f"dataset classes={len(index.classes)} train_images={len(splits['train'])} "
-        f"valid_images={len(splits['valid'])} test_images={len(splits['test'])} "
+    counts, corrupt = _dataset_counts(splits, compute.device)
+    emit(
+        f"dataset classes={len(index.classes)} train_images={counts['train']} "
+        f"valid_images={counts['valid']} test_images={counts['test']} "
         f"corrupt_images={sum(corrupt.values())} decode_seconds={decode_seconds:.2f}"
     )
 
@@ -463,11 +513,13 @@ def _train(
             logger.info("progressive resizing: training sizes per epoch %s", train_sizes)
 
     def generator_for(epoch: int) -> torch.Generator:
-        # Seeded per epoch, so a resumed run sees the same batches the uninterrupted one would have.
-        return torch.Generator().manual_seed(args.seed * 100_003 + epoch)
+        # Seeded per epoch (and rank), so a resumed run sees the same batches the uninterrupted one would have.
+        return torch.Generator().manual_seed(args.seed * 100_003 + epoch + ranks.rank * 1_000_003)
 
+    # Every rank takes as many steps as the smallest shard allows: each step is a collective.
+    epoch_images = distributed_training.min_across_ranks(len(splits["train"]), compute.device)
     feature_seconds = 0.0
-    progress = ProgressLog(args.progress_interval_seconds)
+    progress = ProgressLog(args.progress_interval_seconds if ranks.is_main else math.inf)
     if trainable == "fc":
         feature_started = time.perf_counter()
         features = {
@@ -482,7 +534,7 @@ def _train(
             model.fc,
             lambda epoch: dog_data.feature_batches(
                 features["train"], labels["train"], batch_size, shuffle=True,
-                generator=generator_for(epoch), max_batches=max_batches,
+                generator=generator_for(epoch), max_batches=max_batches, images_per_epoch=epoch_images,
             ),
             lambda name: dog_data.feature_batches(features[name], labels[name], batch_size, shuffle=False),
         )  # fmt: skip
@@ -492,6 +544,7 @@ def _train(
             lambda epoch: dog_data.image_batches(
                 splits["train"], batch_size, compute.device, shuffle=True, flip=True,
                 generator=generator_for(epoch), max_batches=max_batches, size=train_sizes[epoch - 1],
+                images_per_epoch=epoch_images,
             ),
             lambda name: dog_data.image_batches(splits[name], batch_size, compute.device, shuffle=False, flip=False),
         )  # fmt: skip
@@ -501,14 +554,22 @@ def _train(
         for module in frozen:
             module.eval()  # frozen BN layers keep their running statistics
 
-    steps_per_epoch = math.ceil(len(splits["train"]) / batch_size)
+    steps_per_epoch = math.ceil(epoch_images / batch_size)
     if max_batches:
         steps_per_epoch = min(steps_per_epoch, max_batches)
     total_steps = max(1, steps_per_epoch * args.epochs)
+    learning_rate = distributed_training.scaled_learning_rate(args.learning_rate, ranks, args.learning_rate_scaling)
+    if ranks.distributed:
+        logger.info(
+            "data parallel over %d ranks (%s): global batch %d x %d = %d, learning rate %g (%s scaling of %g)",
+            ranks.world_size, distributed_training.backend_for(compute.device), batch_size, ranks.world_size,
+            batch_size * ranks.world_size, learning_rate, args.learning_rate_scaling, args.learning_rate,
+        )  # fmt: skip
+    trained = distributed_training.data_parallel(phase.network, ranks, compute.device)
     optimizer = make_optimizer(
         phase.network.named_parameters(),
         name=args.optimizer,
-        learning_rate=args.learning_rate,
+        learning_rate=learning_rate,
         momentum=args.momentum,
         weight_decay=args.weight_decay,
     )
@@ -529,12 +590,16 @@ def _train(
             start_epoch = checkpoint["epochs_done"] + 1
             logger.info("resuming from %s after epoch %d", args.checkpoint_dir, checkpoint["epochs_done"])
 
-    hook = create_debug_hook(
-        # The default names the output data folder: a run by hand with --output_data_dir keeps its trial there.
-        args.debug_dir.format(output_data_dir=args.output_data_dir) or None,
-        enabled=args.debug_hook,
-        train_save_interval=args.debug_save_interval,
-        relu_input_steps=args.debug_relu_input_steps,
+    hook = (
+        create_debug_hook(
+            # The default names the output data folder: a run by hand with --output_data_dir keeps its trial there.
+            args.debug_dir.format(output_data_dir=args.output_data_dir) or None,
+            enabled=args.debug_hook,
+            train_save_interval=args.debug_save_interval,
+            relu_input_steps=args.debug_relu_input_steps,
+        )
+        if ranks.is_main
+        else DebugHook(reason=f"{ranks.describe()}: the smdebug hook runs on rank 0 only")
     )
     if not hook.active:
         logger.info("no debug hook: %s", hook.reason)
@@ -546,7 +611,7 @@ def _train(
         hook.set_mode("train")
         epoch_started = time.time()
         result = train_one_epoch(
-            phase.network,
+            trained,
             phase.train_batches(epoch),
             loss_function,
             optimizer,
@@ -554,13 +619,19 @@ def _train(
             compute,
             before_train=train_mode,
             on_step=steps.recorder("train", epoch),
+            sum_across_ranks=sum_across_ranks,
         )
         profiler.phase("train_epoch", epoch, epoch_started, time.time())
         hook.set_mode("eval")
         phase.network.eval()
         evaluation_started = time.time()
         valid_loss, valid_accuracy = evaluate(
-            phase.network, phase.eval_batches("valid"), loss_function, compute, on_step=steps.recorder("eval", epoch)
+            phase.network,
+            phase.eval_batches("valid"),
+            loss_function,
+            compute,
+            on_step=steps.recorder("eval", epoch),
+            sum_across_ranks=sum_across_ranks,
         )
         profiler.phase("evaluation", epoch, evaluation_started, time.time())
         record = {
@@ -574,13 +645,13 @@ def _train(
             "train_image_size": train_sizes[epoch - 1],
         }
         history.append(record)
-        _emit(
+        emit(
             f"epoch={epoch} train_loss={result.loss:.4f} valid_loss={valid_loss:.4f} "
             f"valid_accuracy={valid_accuracy:.4f} images_per_second={result.images_per_second:.1f} "
             f"data_seconds={result.data_seconds:.2f} compute_seconds={result.compute_seconds:.2f} "
             f"train_image_size={train_sizes[epoch - 1]}"
         )
-        if args.checkpoint_dir:
+        if args.checkpoint_dir and ranks.is_main:
             save_checkpoint(
                 args.checkpoint_dir,
                 {
@@ -596,6 +667,10 @@ def _train(
                 },
             )
 
+    if not ranks.is_main:
+        # The test split, the int8 check, the evaluation and every output are rank 0's.
+        hook.close()
+        return {"job": job, "rank": ranks.rank, "epochs": history}
     hook.set_mode("predict")
     phase.network.eval()
     test_loss, test_accuracy = evaluate(phase.network, phase.eval_batches("test"), loss_function, compute)
@@ -625,10 +700,17 @@ def _train(
         "initial_weights": initial_weights,
         "precision": compute.precision,
         "device": compute.device.type,
+        "distributed": {
+            "world_size": ranks.world_size,
+            "backend": distributed_training.backend_for(compute.device) if ranks.distributed else None,
+            "global_batch_size": batch_size * ranks.world_size,
+            "learning_rate": learning_rate,
+        },
         "hyperparameters": {
             "batch_size": batch_size,
             "learning_rate": args.learning_rate,
             "epochs": args.epochs,
+            "learning_rate_scaling": args.learning_rate_scaling,
             "optimizer": args.optimizer,
             "progressive_resize": args.progressive_resize,
         },
@@ -653,8 +735,8 @@ def write_training_history(output_data_dir: str, metrics: dict[str, Any]) -> Pat
     of weights in model.tar.gz; the output data is small)."""
     path = Path(output_data_dir) / TRAINING_HISTORY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    keys = ("job", "classes", "image_size", "trainable", "initial_weights", "precision", "device", "hyperparameters",
-            "epochs", "test_loss", "test_accuracy", "timing")  # fmt: skip
+    keys = ("job", "classes", "image_size", "trainable", "initial_weights", "precision", "device", "distributed",
+            "hyperparameters", "epochs", "test_loss", "test_accuracy", "timing")  # fmt: skip
     path.write_text(json.dumps({key: metrics.get(key) for key in keys}, indent=1))
     return path
 
@@ -764,7 +846,7 @@ def main(
         logger.warning("ignoring unknown arguments: %s", unknown)
     try:
         return run(args, job=job, evaluate_debug_rules=evaluate_debug_rules)
-    except (dog_model.PretrainedWeightsUnavailable, GpuUnavailable) as error:
+    except (dog_model.PretrainedWeightsUnavailable, GpuUnavailable, DistributedLaunchError) as error:
         write_failure_reason(str(error))
         raise
 

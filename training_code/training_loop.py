@@ -76,12 +76,14 @@ def check_gpus_visible(instance_gpus: int) -> None:
         )
 
 
-def choose_compute(precision: str = "auto") -> Compute:
-    """The device and autocast dtype; ``precision`` is "auto", "bf16" or "fp32"."""
+def choose_compute(precision: str = "auto", *, local_rank: int = 0) -> Compute:
+    """The device and autocast dtype; ``precision`` is "auto", "bf16" or "fp32". On a GPU host each rank takes the
+    GPU of its ``local_rank``."""
     if precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
-    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
     if device.type == "cuda":
+        torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
         supported = torch.cuda.is_bf16_supported()
     else:
@@ -171,8 +173,10 @@ def train_one_epoch(
     *,
     before_train: Callable[[], None] | None = None,
     on_step: StepCallback | None = None,
+    sum_across_ranks: Callable[[torch.Tensor], torch.Tensor] = lambda totals: totals,
 ) -> EpochResult:
-    """One pass over ``batches``; times data preparation apart from compute (forward, backward, step)."""
+    """One pass over ``batches``; times data preparation apart from compute (forward, backward, step). The loss
+    and image count are of every rank (``sum_across_ranks``); the timings are this process's."""
     if before_train is not None:
         before_train()
     loss_sum = torch.zeros((), device=compute.device)
@@ -193,8 +197,9 @@ def train_one_epoch(
     compute.synchronize()
     # Wall time not spent preparing batches is compute (including any wait for queued GPU work).
     compute_seconds = time.perf_counter() - epoch_started - data_seconds
-    mean_loss = float(loss_sum) / images if images else float("nan")
-    return EpochResult(mean_loss, images, data_seconds, compute_seconds)
+    loss_total, image_total = sum_across_ranks(torch.stack([loss_sum, loss_sum.new_tensor(float(images))])).tolist()
+    mean_loss = loss_total / image_total if image_total else float("nan")
+    return EpochResult(mean_loss, int(image_total), data_seconds, compute_seconds)
 
 
 @torch.no_grad()
@@ -205,8 +210,9 @@ def evaluate(
     compute: Compute,
     *,
     on_step: StepCallback | None = None,
+    sum_across_ranks: Callable[[torch.Tensor], torch.Tensor] = lambda totals: totals,
 ) -> tuple[float, float]:
-    """Mean loss and accuracy over ``batches`` (the caller puts the network in eval mode)."""
+    """Mean loss and accuracy over ``batches`` of every rank (the caller puts the network in eval mode)."""
     loss_sum = torch.zeros((), device=compute.device)
     correct = torch.zeros((), device=compute.device, dtype=torch.long)
     count = 0
@@ -217,9 +223,11 @@ def evaluate(
         loss_sum += loss.float() * len(labels)
         correct += (outputs.argmax(dim=1) == labels).sum()
         count += len(labels)
-    if count == 0:
+    totals = sum_across_ranks(torch.stack([loss_sum.double(), correct.double(), loss_sum.new_tensor(count).double()]))
+    loss_total, correct_total, count_total = totals.tolist()
+    if count_total == 0:
         return float("nan"), float("nan")
-    return float(loss_sum) / count, int(correct) / count
+    return loss_total / count_total, correct_total / count_total
 
 
 def save_checkpoint(checkpoint_dir: str | os.PathLike[str], state: dict[str, Any]) -> Path:
