@@ -193,3 +193,16 @@ def test_streamed_training_of_the_whole_network_also_runs_as_two_ranks(
     metrics = json.loads((rank0["model"] / "metrics.json").read_text())
     assert metrics["trainable"] == "all" and metrics["distributed"]["world_size"] == 2
     assert sorted(valid_accuracies(rank0["stdout"])) == [1, 2]
+
+
+def test_train_model_as_two_ranks_hooks_evaluates_and_writes_on_rank_0_only(
+    tmp_path: Path, tiny_dataset_zip: Path
+) -> None:
+    args = ["--data_dir", str(tiny_dataset_zip), *HEAD_ARGS, "--weights", "random", "--epochs", "2"]
+    rank0, rank1 = run_hosts(tmp_path, 2, "train_model.py", args)
+    report = json.loads((rank0["output"] / "rule_report.json").read_text())
+    assert report["debug_hook"]["source"] == "local"
+    assert report["rules"]["VanishingGradient"]["status"] == "NoIssuesFound", report["rules"]
+    assert (rank0["output"] / "evaluation.json").is_file()
+    assert "the smdebug hook runs on rank 0 only" in rank1["stderr"]
+    assert files_under(rank1["model"]) == [] and files_under(rank1["output"]) == []
