@@ -14,6 +14,13 @@ What the SageMaker training toolkit does inside the PyTorch container, and the s
   set, read by the training code when ``/opt/ml/checkpoints`` is absent), and only for such a job;
 - a failed job's ``FailureReason`` is ``AlgorithmError: <output/failure>`` when the script wrote that file, else
   the toolkit's ``ExecuteUserScriptError`` with the exit code and the end of stderr;
+- a job with ``ResourceConfig.InstanceCount`` N runs on hosts ``algo-1`` … ``algo-N``, each with its own ``/opt/ml``
+  (locally ``opt_ml`` for algo-1, ``opt_ml-algo-k`` for the others), ``resourceconfig.json``, ``SM_HOSTS``,
+  ``SM_CURRENT_HOST``, ``MASTER_ADDR`` and ``MASTER_PORT``; with the ``sagemaker_torch_distributed_enabled``
+  hyperparameter (the SDK's ``torch_distributed``) each host runs ``torchrun --nnodes N --nproc_per_node <GPUs or 1>
+  --master_addr … --master_port … --node_rank i program args``, otherwise one plain ``python program args`` per host.
+  Locally the hosts are processes on this machine: the master is 127.0.0.1 on a free port (SageMaker: algo-1:7777;
+  two local jobs must not share a port), and every host has one process, as on a CPU instance;
 - a job with ``EnableNetworkIsolation`` has no network in its container and no AWS credentials (SageMaker still
   downloads the channels and uploads the output): locally its process gets no proxy or AWS credential variables, and
   ``network_isolation/sitecustomize.py`` refuses every connection and name lookup off the loopback
@@ -34,6 +41,18 @@ from typing import Any
 SAGEMAKER_HYPERPARAMETER_PREFIX = "sagemaker_"
 FAILURE_REASON_LIMIT = 1024
 CURRENT_HOST = "algo-1"
+TORCH_DISTRIBUTED_HYPERPARAMETER = "sagemaker_torch_distributed_enabled"
+LOOPBACK = "127.0.0.1"
+
+
+def host_names(instance_count: int) -> list[str]:
+    """SageMaker's names for the instances of a job, the first being the master."""
+    return [f"algo-{index}" for index in range(1, max(1, instance_count) + 1)]
+
+
+def torch_distributed(decoded: Mapping[str, Any]) -> bool:
+    """Whether the toolkit starts torchrun: it tests the decoded value for truth, so a raw "False" counts as on."""
+    return bool(decoded.get(TORCH_DISTRIBUTED_HYPERPARAMETER))
 
 
 def decode_hyperparameters(encoded: Mapping[str, str]) -> dict[str, Any]:
@@ -134,8 +153,11 @@ def container_environment(
     job_environment: Mapping[str, str],
     debug_config_file: Path | None,
     checkpoint_dir: Path | None = None,
+    hosts: list[str] | None = None,
+    current_host: str = CURRENT_HOST,
+    master_port: int | None = None,
 ) -> dict[str, str]:
-    """The environment the toolkit gives the training script (the ``SM_*`` variables)."""
+    """The environment the toolkit gives the training script on ``current_host`` (the ``SM_*`` variables)."""
     environment = {
         "SM_MODEL_DIR": str(layout.model_dir),
         "SM_OUTPUT_DIR": str(layout.output_dir),
@@ -147,8 +169,8 @@ def container_environment(
         "SM_USER_ARGS": json.dumps(command_line_arguments(hyperparameters)),
         "SM_USER_ENTRY_POINT": program,
         "SM_MODULE_DIR": str(layout.code_dir),
-        "SM_CURRENT_HOST": CURRENT_HOST,
-        "SM_HOSTS": json.dumps([CURRENT_HOST]),
+        "SM_CURRENT_HOST": current_host,
+        "SM_HOSTS": json.dumps(hosts or [CURRENT_HOST]),
         "SM_NUM_GPUS": "0",
         "SM_NUM_CPUS": str(os.cpu_count() or 1),
         # TRAINING_JOB_NAME is left out on purpose: it makes smdebug skip its end-of-training marker, which on
@@ -164,6 +186,9 @@ def container_environment(
         environment["SMDEBUG_CONFIG_FILE_PATH"] = str(debug_config_file)
     if checkpoint_dir is not None:
         environment["SM_CHECKPOINT_DIR"] = str(checkpoint_dir)
+    if master_port is not None:
+        # The toolkit sets both for every runner; torchrun is given them on its command line too.
+        environment |= {"MASTER_ADDR": LOOPBACK, "MASTER_PORT": str(master_port)}
     python_path = [str(layout.code_dir), os.environ.get("PYTHONPATH", "")]
     environment["PYTHONPATH"] = os.pathsep.join(part for part in python_path if part)
     return {**environment, **job_environment}
@@ -203,8 +228,28 @@ def isolate_network(environment: Mapping[str, str]) -> dict[str, str]:
     return isolated
 
 
-def training_command(python: str, program: str, hyperparameters: Mapping[str, Any]) -> list[str]:
-    return [python, "-u", program, *command_line_arguments(hyperparameters)]
+def training_command(
+    python: str,
+    program: str,
+    hyperparameters: Mapping[str, Any],
+    *,
+    distributed: bool = False,
+    hosts: list[str] | None = None,
+    current_host: str = CURRENT_HOST,
+    master_port: int | None = None,
+) -> list[str]:
+    """The command one host runs: the script, or torchrun starting it (the toolkit's TorchDistributedRunner)."""
+    script = [program, *command_line_arguments(hyperparameters)]
+    if not distributed:
+        return [python, "-u", *script]
+    hosts = hosts or [CURRENT_HOST]
+    if master_port is None:
+        raise ValueError("a torchrun launch needs the master's port")
+    # The toolkit passes the master and node rank only with several hosts; locally they always go, because a
+    # single-node torchrun would otherwise take its default port 29500 and two local jobs would collide on it.
+    launcher = ["-m", "torch.distributed.run", "--nnodes", str(len(hosts)), "--nproc_per_node", "1"]
+    rendezvous = ["--master_addr", LOOPBACK, "--master_port", str(master_port)]
+    return [python, "-u", *launcher, *rendezvous, "--node_rank", str(hosts.index(current_host)), *script]
 
 
 @dataclass
@@ -238,13 +283,17 @@ class MetricReader:
         ]
 
 
-def failure_reason(layout: ContainerLayout, exit_code: int, stderr_tail: list[str], command: list[str]) -> str:
+def failure_reason(
+    layout: ContainerLayout, exit_code: int, stderr_tail: list[str], command: list[str], host: str | None = None
+) -> str:
+    """``host``: the instance of a multi-instance job whose process failed first, named in the reason."""
+    prefix = "AlgorithmError: " + (f"[{host}] " if host else "")
     if layout.failure_file.is_file():
-        reason = "AlgorithmError: " + layout.failure_file.read_text(errors="replace").strip()
+        reason = prefix + layout.failure_file.read_text(errors="replace").strip()
     else:
         message = "\n".join(stderr_tail).strip() or "(no output on stderr)"
-        reason = (
-            f'AlgorithmError: ExecuteUserScriptError:\nExitCode {exit_code}\nErrorMessage "{message}"\n'
+        reason = prefix + (
+            f'ExecuteUserScriptError:\nExitCode {exit_code}\nErrorMessage "{message}"\n'
             f'Command "{" ".join(command[:1] + command[2:])}", exit code: {exit_code}'
         )
     if len(reason) > FAILURE_REASON_LIMIT:

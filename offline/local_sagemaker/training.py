@@ -2,7 +2,9 @@
 
 ``accept()`` runs inside the CreateTrainingJob request, so a describe right after it sees ``InProgress``;
 ``run()`` runs in a worker thread: download the code and channels, run the script under the container contract
-(``container.py``), read metrics from its log, upload ``model.tar.gz``/``output.tar.gz``/tensors, then evaluate
+(``container.py``) on every host of the job (``ResourceConfig.InstanceCount`` processes on this machine, each with
+its own ``/opt/ml``), read metrics from their logs, upload ``model.tar.gz``/``output.tar.gz`` (every host's folders
+merged, as SageMaker does)/tensors, then evaluate
 the Debugger and Profiler rules as separate work, as SageMaker's rule jobs do after the training job: the Debugger
 rules on the job's smdebug tensors, ProfilerReport on the metric files the training code's own profiler wrote
 (SageMaker's profiling agent does not run here), both with the project's rule code.
@@ -18,6 +20,8 @@ import logging
 import os
 import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -38,7 +42,9 @@ from offline.local_sagemaker.container import (
     debug_hook_config_json,
     decode_hyperparameters,
     failure_reason,
+    host_names,
     isolate_network,
+    torch_distributed,
     training_command,
     user_hyperparameters,
 )
@@ -85,6 +91,26 @@ class JobServices:
     # Taken when the executor is created: an in-process Lambda handler patches os.environ while it runs, and its
     # variables must not leak into a job that happens to start meanwhile.
     base_environment: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for one job's torchrun rendezvous."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _replicate(source: Path, destination: Path) -> None:
+    """Another host's copy of a downloaded folder: hard links where the file system allows (a 1 GB dataset zip
+    is not copied once per host), a copy otherwise."""
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, destination, copy_function=link_or_copy, dirs_exist_ok=True)
 
 
 class RuleEvaluationError(Exception):
@@ -138,7 +164,13 @@ class TrainingRun:
         self.services = services
         self.tuning_job, self.trial, self.trials = tuning_job, trial, trials
         self.job_dir = services.work_root / job.training_job_name
-        self.layout = ContainerLayout(self.job_dir / "opt_ml")
+        self.hosts = host_names(int((self.request.get("ResourceConfig") or {}).get("InstanceCount") or 1))
+        # algo-1 keeps the single-instance layout; the others get a tree of their own beside it.
+        self.layouts = {
+            host: ContainerLayout(self.job_dir / ("opt_ml" if host == self.hosts[0] else f"opt_ml-{host}"))
+            for host in self.hosts
+        }
+        self.layout = self.layouts[self.hosts[0]]
         self.log_file = self.job_dir / "job.log"
         definitions = self.request["AlgorithmSpecification"].get("MetricDefinitions") or []
         self.metrics = MetricReader([dict(d) for d in definitions])
@@ -151,11 +183,11 @@ class TrainingRun:
         self.epochs = int(epochs) if str(epochs).isdigit() else None
         self._spot_reclaimed = threading.Event()
         self.interruptions = 0
-        self._process: subprocess.Popen[str] | None = None
+        self._processes: dict[str, subprocess.Popen[str]] = {}
         self._process_lock = threading.Lock()
         self._log_lock = threading.Lock()
-        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
-        self._log_events: list[dict[str, Any]] = []
+        self._stderr_tails = {host: collections.deque[str](maxlen=STDERR_TAIL_LINES) for host in self.hosts}
+        self._log_events: dict[str, list[dict[str, Any]]] = {host: [] for host in self.hosts}
         self._started = time.monotonic()
         self._created_at = int(time.time())
 
@@ -227,35 +259,47 @@ class TrainingRun:
             )
         )
 
-    def _log(self, line: str) -> None:
+    def _log(self, line: str, host: str | None = None) -> None:
+        """A line of the job's log; a host's output goes to that host's stream, the executor's own to algo-1's.
+        With several hosts the local log and the progress callback prefix each line with its host."""
+        shown = f"[{host}] {line}" if host and len(self.hosts) > 1 else line
         with self._log_lock, self.log_file.open("a", encoding="utf-8") as log:
-            log.write(line + "\n")
-            self._log_events.append({"timestamp": int(time.time() * 1000), "message": line or " "})
-        self.services.log(self.name, line)
+            log.write(shown + "\n")
+            event = {"timestamp": int(time.time() * 1000), "message": line or " "}
+            self._log_events[host or self.hosts[0]].append(event)
+        self.services.log(self.name, shown)
 
     def _publish_logs(self) -> None:
-        """Copy the job's log to CloudWatch Logs where SageMaker writes it (``/aws/sagemaker/TrainingJobs``)."""
+        """Copy the job's log to CloudWatch Logs where SageMaker writes it (``/aws/sagemaker/TrainingJobs``), one
+        stream per host."""
         logs = worker_client("logs", self.job.arn.split(":")[3])
-        stream = f"{self.name}/algo-1-{self._created_at}"
         with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
             logs.create_log_group(logGroupName=TRAINING_LOG_GROUP)
-        logs.create_log_stream(logGroupName=TRAINING_LOG_GROUP, logStreamName=stream)
-        with self._log_lock:
-            events = list(self._log_events)
-        for start in range(0, len(events), LOG_EVENTS_PER_CALL):
-            logs.put_log_events(
-                logGroupName=TRAINING_LOG_GROUP,
-                logStreamName=stream,
-                logEvents=events[start : start + LOG_EVENTS_PER_CALL],
-            )
+        for host in self.hosts:
+            stream = f"{self.name}/{host}-{self._created_at}"
+            logs.create_log_stream(logGroupName=TRAINING_LOG_GROUP, logStreamName=stream)
+            with self._log_lock:
+                events = list(self._log_events[host])
+            for start in range(0, len(events), LOG_EVENTS_PER_CALL):
+                logs.put_log_events(
+                    logGroupName=TRAINING_LOG_GROUP,
+                    logStreamName=stream,
+                    logEvents=events[start : start + LOG_EVENTS_PER_CALL],
+                )
 
     # --- the run ---------------------------------------------------------------------------------------------
 
     def stop(self) -> None:
         self._stop_requested.set()
+        self._signal_hosts(signal.SIGTERM)
+
+    def _signal_hosts(self, signal_number: int) -> None:
+        """Signal every host's process group: a host's torchrun and the ranks it started go together."""
         with self._process_lock:
-            if self._process is not None and self._process.poll() is None:
-                self._process.terminate()
+            for process in self._processes.values():
+                if process.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal_number)
 
     def run(self) -> None:
         self.job_dir.mkdir(parents=True, exist_ok=True)
@@ -264,6 +308,8 @@ class TrainingRun:
             self._run_training(s3)
         except s3io.S3InputMissing as error:
             self._end("Failed", "Failed", "Training job failed", f"ClientError: {error}")
+        except s3io.OutputClash as error:
+            self._end("Failed", "Failed", "Training job failed", f"AlgorithmError: {error}")
         except Exception as error:  # the executor itself broke: report it on the job, as an internal error
             logger.exception("local training job %s failed in the executor", self.name)
             self._end(
@@ -285,7 +331,8 @@ class TrainingRun:
     def _run_training(self, s3: Any) -> None:
         request = self.request
         channels = [c["ChannelName"] for c in request.get("InputDataConfig") or []]
-        self.layout.create(channels)
+        for layout in self.layouts.values():
+            layout.create(channels)
         self._transition("Downloading", "Downloading input data")
         encoded = request.get("HyperParameters") or {}
         decoded = decode_hyperparameters(encoded)
@@ -299,7 +346,11 @@ class TrainingRun:
             if source.get("S3DataType", "S3Prefix") != "S3Prefix":
                 raise s3io.S3InputMissing(f"S3DataType {source.get('S3DataType')} is not supported locally")
             s3io.download_prefix(s3, source["S3Uri"], self.layout.channel_dir(channel["ChannelName"]))
-        debug_config_file = self._write_config_files(encoded, channels)
+        # Every host downloads the same code and FullyReplicated channels.
+        for layout in list(self.layouts.values())[1:]:
+            _replicate(self.layout.code_dir, layout.code_dir)
+            _replicate(self.layout.data_dir, layout.data_dir)
+        debug_config_files = {host: self._write_config_files(host, encoded, channels) for host in self.hosts}
         if (request.get("ProfilerConfig") or {}).get("DisableProfiler") is False:
             self._log(PROFILER_SOURCE_NOTE)
         if self._stop_requested.is_set():
@@ -308,21 +359,41 @@ class TrainingRun:
         self._transition("Training", "Training image download completed. Training in progress.")
         self.job.training_start_time = utcnow()
         hyperparameters = user_hyperparameters(decoded)
-        command = training_command(self.services.python, program, hyperparameters)
-        environment = container_environment(
-            self.layout,
-            program=program,
-            hyperparameters=hyperparameters,
-            channels=channels,
-            job_name=self.name,
-            job_environment=request.get("Environment") or {},
-            debug_config_file=debug_config_file,
-            checkpoint_dir=self.layout.checkpoint_dir if self._checkpoint_uri() else None,
-        )
+        distributed = torch_distributed(decoded)
+        master_port = free_port() if distributed or len(self.hosts) > 1 else None
+        commands, environments = {}, {}
+        for host, layout in self.layouts.items():
+            commands[host] = training_command(
+                self.services.python,
+                program,
+                hyperparameters,
+                distributed=distributed,
+                hosts=self.hosts,
+                current_host=host,
+                master_port=master_port,
+            )
+            environments[host] = container_environment(
+                layout,
+                program=program,
+                hyperparameters=hyperparameters,
+                channels=channels,
+                job_name=self.name,
+                job_environment=request.get("Environment") or {},
+                debug_config_file=debug_config_files[host],
+                checkpoint_dir=layout.checkpoint_dir if self._checkpoint_uri() else None,
+                hosts=self.hosts,
+                current_host=host,
+                master_port=master_port,
+            )
+        if len(self.hosts) > 1 and not distributed:
+            self._log(
+                f"{len(self.hosts)} instances without sagemaker_torch_distributed_enabled: each host runs its own "
+                "copy of the script, as the SageMaker PyTorch container does"
+            )
         self._sync_checkpoints_down(s3)
-        exit_code = self._run_process(command, environment)
+        exit_code, failed_host = self._run_processes(commands, environments)
         while self._spot_reclaimed.is_set() and not self._stop_requested.is_set():
-            exit_code = self._restart_after_interruption(s3, command, environment)
+            exit_code, failed_host = self._restart_after_interruption(s3, commands, environments)
         self._sync_checkpoints_up(s3)
         if self._max_runtime_exceeded:
             limit = (request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
@@ -338,7 +409,13 @@ class TrainingRun:
                 "Failed",
                 "Failed",
                 "Training job failed",
-                failure_reason(self.layout, exit_code, list(self._stderr_tail), command),
+                failure_reason(
+                    self.layouts[failed_host],
+                    exit_code,
+                    list(self._stderr_tails[failed_host]),
+                    commands[failed_host],
+                    host=failed_host if len(self.hosts) > 1 else None,
+                ),
             )
         else:
             self._transition("Uploading", "Uploading generated training model")
@@ -362,8 +439,9 @@ class TrainingRun:
             f"sagemaker_submit_directory {submit_directory!r} is neither an S3 tarball nor a folder"
         )
 
-    def _write_config_files(self, encoded: Mapping[str, str], channels: list[str]) -> Path | None:
-        config_dir = self.layout.config_dir
+    def _write_config_files(self, host: str, encoded: Mapping[str, str], channels: list[str]) -> Path | None:
+        layout = self.layouts[host]
+        config_dir = layout.config_dir
         (config_dir / "hyperparameters.json").write_text(json.dumps(dict(encoded)))
         (config_dir / "inputdataconfig.json").write_text(
             json.dumps(
@@ -374,56 +452,70 @@ class TrainingRun:
             )
         )
         (config_dir / "resourceconfig.json").write_text(
-            json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "lo"})
+            json.dumps({"current_host": host, "hosts": self.hosts, "network_interface_name": "lo"})
         )
         hook_config = self.request.get("DebugHookConfig")
         if not hook_config:
             return None
         path = config_dir / "debughookconfig.json"
-        path.write_text(json.dumps(debug_hook_config_json(hook_config, self.layout.tensors_dir)))
+        path.write_text(json.dumps(debug_hook_config_json(hook_config, layout.tensors_dir)))
         return path
 
-    def _run_process(self, command: list[str], environment: Mapping[str, str]) -> int:
-        self._log(f"$ {' '.join(command)}")
-        process_environment = {**self.services.base_environment, **environment}
-        if self.request.get("EnableNetworkIsolation"):
-            process_environment = isolate_network(process_environment)
+    def _run_processes(
+        self, commands: Mapping[str, list[str]], environments: Mapping[str, Mapping[str, str]]
+    ) -> tuple[int, str]:
+        """Run every host's command at once; the exit code, and the host it is from (the first to fail)."""
+        readers = []
+        isolated = bool(self.request.get("EnableNetworkIsolation"))
+        if isolated:
             self._log("EnableNetworkIsolation: the job runs without network access, proxies or AWS credentials")
         with self._process_lock:
-            process = subprocess.Popen(
-                command,
-                cwd=self.layout.code_dir,
-                env=process_environment,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-                bufsize=1,
-            )
-            self._process = process
-        readers = [
-            threading.Thread(target=self._pump, args=(process.stdout, False), daemon=True),
-            threading.Thread(target=self._pump, args=(process.stderr, True), daemon=True),
-        ]
+            for host, command in commands.items():
+                self._log(f"$ {' '.join(command)}", host)
+                process_environment = {**self.services.base_environment, **environments[host]}
+                if isolated:
+                    process_environment = isolate_network(process_environment)
+                # A session of its own, so that killing a host kills torchrun and every rank it started.
+                process = subprocess.Popen(
+                    command,
+                    cwd=self.layouts[host].code_dir,
+                    env=process_environment,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    errors="replace",
+                    bufsize=1,
+                    start_new_session=True,
+                )
+                self._processes[host] = process
+                readers += [
+                    threading.Thread(target=self._pump, args=(host, process.stdout, False), daemon=True),
+                    threading.Thread(target=self._pump, args=(host, process.stderr, True), daemon=True),
+                ]
         for reader in readers:
             reader.start()
-        exit_code = self._wait(process)
+        result = self._wait()
         for reader in readers:
             reader.join()
-        return exit_code
+        return result
 
-    def _wait(self, process: subprocess.Popen[str]) -> int:
-        """The exit code, after killing a process that outlived MaxRuntimeInSeconds or stopped printing."""
+    def _wait(self) -> tuple[int, str]:
+        """Wait for every host; a host that fails ends the others (the job has failed), as do MaxRuntimeInSeconds
+        and a stall. The exit code and host that decide the job's outcome."""
         limit = (self.request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
         deadline = self._started + limit if limit else None
         stall = self.services.stall_timeout_seconds
         self._last_output = time.monotonic()
+        processes = dict(self._processes)
         while True:
-            try:
-                return process.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
-                pass
+            running = [process for process in processes.values() if process.poll() is None]
+            failed = [(host, process.returncode) for host, process in processes.items() if process.returncode]
+            if failed or not running:
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                running[0].wait(timeout=1.0)
+                continue
             now = time.monotonic()
             if deadline is not None and now > deadline:
                 self._max_runtime_exceeded = True
@@ -436,16 +528,22 @@ class TrainingRun:
                 )
             else:
                 continue
-            process.kill()
-            return process.wait()
+            break
+        self._signal_hosts(signal.SIGKILL)
+        for process in processes.values():
+            process.wait()
+        if failed:
+            return failed[0][1], failed[0][0]
+        host, process = next(iter(processes.items()))
+        return process.returncode, host
 
-    def _pump(self, stream: Any, is_stderr: bool) -> None:
+    def _pump(self, host: str, stream: Any, is_stderr: bool) -> None:
         for raw in stream:
             line = raw.rstrip("\n")
             self._last_output, self._last_line = time.monotonic(), line
-            self._log(line)
+            self._log(line, host)
             if is_stderr:
-                self._stderr_tail.append(line)
+                self._stderr_tails[host].append(line)
             self._maybe_reclaim_spot_capacity()
             found = self.metrics.read(line)
             if found:
@@ -460,23 +558,27 @@ class TrainingRun:
         return str(uri) if uri else None
 
     def _sync_checkpoints_down(self, s3: Any) -> None:
-        """SageMaker copies CheckpointConfig.S3Uri into /opt/ml/checkpoints before the script starts."""
+        """SageMaker copies CheckpointConfig.S3Uri into every host's /opt/ml/checkpoints before the script starts."""
         uri = self._checkpoint_uri()
         if not uri:
             return
-        try:
-            restored = s3io.download_prefix(s3, uri.rstrip("/") + "/", self.layout.checkpoint_dir)
-        except s3io.S3InputMissing:
-            return  # nothing checkpointed yet: a first start
-        self._log(f"restored {len(restored)} checkpoint files from {uri}")
+        for host, layout in self.layouts.items():
+            try:
+                restored = s3io.download_prefix(s3, uri.rstrip("/") + "/", layout.checkpoint_dir)
+            except s3io.S3InputMissing:
+                return  # nothing checkpointed yet: a first start
+            self._log(f"restored {len(restored)} checkpoint files from {uri}", host)
 
     def _sync_checkpoints_up(self, s3: Any) -> None:
-        """SageMaker keeps /opt/ml/checkpoints in step with CheckpointConfig.S3Uri while the job runs."""
+        """SageMaker keeps every host's /opt/ml/checkpoints in step with CheckpointConfig.S3Uri while the job runs."""
         uri = self._checkpoint_uri()
-        if uri and self.layout.checkpoint_dir.is_dir():
-            count = s3io.upload_tree(s3, self.layout.checkpoint_dir, uri)
-            if count:
-                self._log(f"synced {count} checkpoint files to {uri}")
+        if not uri:
+            return
+        for host, layout in self.layouts.items():
+            if layout.checkpoint_dir.is_dir():
+                count = s3io.upload_tree(s3, layout.checkpoint_dir, uri)
+                if count:
+                    self._log(f"synced {count} checkpoint files to {uri}", host)
 
     def _has_checkpoint(self) -> bool:
         folder = self.layout.checkpoint_dir
@@ -496,25 +598,26 @@ class TrainingRun:
         ):
             return
         self._spot_reclaimed.set()
-        with self._process_lock:
-            if self._process is not None and self._process.poll() is None:
-                self._process.kill()  # no warning, no clean shutdown: the instance is gone
+        self._signal_hosts(signal.SIGKILL)  # no warning, no clean shutdown: the instances are gone
 
-    def _restart_after_interruption(self, s3: Any, command: list[str], environment: Mapping[str, str]) -> int:
+    def _restart_after_interruption(
+        self, s3: Any, commands: Mapping[str, list[str]], environments: Mapping[str, Mapping[str, str]]
+    ) -> tuple[int, str]:
         self._spot_reclaimed.clear()
         self.interruptions += 1
         self._transition("Interrupted", "The spot capacity was reclaimed; the job restarts when capacity returns.")
         message = f"{self.name}: spot capacity reclaimed (interruption {self.interruptions})"
         self._report("status", message, status="Interrupted")
-        self._log(f"spot interruption {self.interruptions}: the training process was killed")
+        self._log(f"spot interruption {self.interruptions}: the training processes were killed")
         self._sync_checkpoints_up(s3)
-        # A new instance starts with an empty /opt/ml/checkpoints, filled from S3.
-        shutil.rmtree(self.layout.checkpoint_dir, ignore_errors=True)
-        self.layout.checkpoint_dir.mkdir(parents=True)
+        # New instances start with an empty /opt/ml/checkpoints, filled from S3.
+        for layout in self.layouts.values():
+            shutil.rmtree(layout.checkpoint_dir, ignore_errors=True)
+            layout.checkpoint_dir.mkdir(parents=True)
         self._transition("Restarting", "Restarting the training job on new spot capacity.")
         self._sync_checkpoints_down(s3)
         self._transition("Training", "Training resumed from the last checkpoint.")
-        return self._run_process(command, environment)
+        return self._run_processes(commands, environments)
 
     # --- outputs ---------------------------------------------------------------------------------------------
 
@@ -522,12 +625,14 @@ class TrainingRun:
         return s3io.join_s3_uri(self.request["OutputDataConfig"]["S3OutputPath"], self.name, "output")
 
     def _upload_model(self, s3: Any) -> None:
-        archive = s3io.tar_folder(self.layout.model_dir, self.job_dir / "model.tar.gz")
+        folders = {host: layout.model_dir for host, layout in self.layouts.items()}
+        archive = s3io.tar_folders(folders, self.job_dir / "model.tar.gz")
         uri = s3io.upload_file(s3, archive, s3io.join_s3_uri(self._output_prefix(), "model.tar.gz"))
         self.job.model_artifacts = {"S3ModelArtifacts": uri}
 
     def _upload_output_data(self, s3: Any) -> None:
-        archive = s3io.tar_folder(self.layout.output_data_dir, self.job_dir / "output.tar.gz")
+        folders = {host: layout.output_data_dir for host, layout in self.layouts.items()}
+        archive = s3io.tar_folders(folders, self.job_dir / "output.tar.gz")
         s3io.upload_file(s3, archive, s3io.join_s3_uri(self._output_prefix(), "output.tar.gz"))
 
     def _debug_output_uri(self) -> str | None:
@@ -539,9 +644,12 @@ class TrainingRun:
 
     def _upload_tensors(self, s3: Any) -> None:
         uri = self._debug_output_uri()
-        if uri and self.layout.tensors_dir.is_dir():
-            count = s3io.upload_tree(s3, self.layout.tensors_dir, uri)
-            self._log(f"uploaded {count} Debugger files to {uri}")
+        if not uri:
+            return
+        for host, layout in self.layouts.items():
+            if layout.tensors_dir.is_dir():
+                count = s3io.upload_tree(s3, layout.tensors_dir, uri)
+                self._log(f"uploaded {count} Debugger files to {uri}", host)
 
     # --- rules -----------------------------------------------------------------------------------------------
 
