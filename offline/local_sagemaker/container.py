@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -283,11 +284,30 @@ class MetricReader:
         ]
 
 
+def killed_by(exit_code: int) -> str | None:
+    """What ended a process that a signal ended (a negative exit code), else None."""
+    if exit_code >= 0:
+        return None
+    try:
+        return f"the process was killed by {signal.Signals(-exit_code).name}"
+    except ValueError:
+        return f"the process was killed by signal {-exit_code}"
+
+
 def failure_reason(
-    layout: ContainerLayout, exit_code: int, stderr_tail: list[str], command: list[str], host: str | None = None
+    layout: ContainerLayout,
+    exit_code: int,
+    stderr_tail: list[str],
+    command: list[str],
+    host: str | None = None,
+    limit: int = FAILURE_REASON_LIMIT,
 ) -> str:
-    """``host``: the instance of a multi-instance job whose process failed first, named in the reason."""
+    """``host``: the instance of a multi-instance job whose process failed first, named in the reason. A process
+    ended by a signal (the kernel's OOM killer, a lost instance) says which."""
     prefix = "AlgorithmError: " + (f"[{host}] " if host else "")
+    signal_note = killed_by(exit_code)
+    if signal_note:
+        stderr_tail = [*stderr_tail, signal_note]
     if layout.failure_file.is_file():
         reason = prefix + layout.failure_file.read_text(errors="replace").strip()
     else:
@@ -296,6 +316,6 @@ def failure_reason(
             f'ExecuteUserScriptError:\nExitCode {exit_code}\nErrorMessage "{message}"\n'
             f'Command "{" ".join(command[:1] + command[2:])}", exit code: {exit_code}'
         )
-    if len(reason) > FAILURE_REASON_LIMIT:
-        reason = reason[: FAILURE_REASON_LIMIT - 3] + "..."
+    if len(reason) > limit:
+        reason = reason[: limit - 3] + "..."
     return reason

@@ -18,6 +18,7 @@ import copy
 import json
 import logging
 import os
+import queue
 import secrets
 import shutil
 import signal
@@ -36,6 +37,7 @@ from moto.sagemaker.models import FakeTrainingJob
 
 from offline.local_sagemaker import s3io
 from offline.local_sagemaker.container import (
+    FAILURE_REASON_LIMIT,
     ContainerLayout,
     MetricReader,
     container_environment,
@@ -44,6 +46,7 @@ from offline.local_sagemaker.container import (
     failure_reason,
     host_names,
     isolate_network,
+    killed_by,
     torch_distributed,
     training_command,
     user_hyperparameters,
@@ -62,6 +65,8 @@ RULE_STATUSES = ("NoIssuesFound", "IssuesFound", "Error")
 NOT_EVALUATED = "NotEvaluated"  # our rules' status for a rule that could not judge (training_code/debug_rules.py)
 STATUS_DETAILS_LIMIT = 1024
 STDERR_TAIL_LINES = 12
+# How long the other hosts of a job get to fail by themselves after one host failed, before they are killed.
+FAILURE_GRACE_SECONDS = 10.0
 END_OF_TRAINING_MARKER = "training_job_end.ts"  # smdebug.core.access_layer.utils.END_OF_JOB_FILENAME
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 LOG_EVENTS_PER_CALL = 5000
@@ -391,9 +396,10 @@ class TrainingRun:
                 "copy of the script, as the SageMaker PyTorch container does"
             )
         self._sync_checkpoints_down(s3)
-        exit_code, failed_host = self._run_processes(commands, environments)
+        exits = self._run_processes(commands, environments)
         while self._spot_reclaimed.is_set() and not self._stop_requested.is_set():
-            exit_code, failed_host = self._restart_after_interruption(s3, commands, environments)
+            exits = self._restart_after_interruption(s3, commands, environments)
+        failures = [(host, code) for host, code in exits if code != 0]
         self._sync_checkpoints_up(s3)
         if self._max_runtime_exceeded:
             limit = (request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
@@ -403,25 +409,41 @@ class TrainingRun:
             self._end("Failed", "Failed", "Training job failed", self._stalled)
         elif self._stop_requested.is_set():
             self._end("Stopped", "Stopped", "Training job stopped")
-        elif exit_code != 0:
+        elif failures:
             self._upload_output_data(s3)
-            self._end(
-                "Failed",
-                "Failed",
-                "Training job failed",
-                failure_reason(
-                    self.layouts[failed_host],
-                    exit_code,
-                    list(self._stderr_tails[failed_host]),
-                    commands[failed_host],
-                    host=failed_host if len(self.hosts) > 1 else None,
-                ),
-            )
+            self._end("Failed", "Failed", "Training job failed", self._failure_reason(failures, commands))
         else:
             self._transition("Uploading", "Uploading generated training model")
             self._upload_model(s3)
             self._upload_output_data(s3)
             self._end("Completed", "Completed", "Training job completed")
+
+    def _failure_reason(self, failures: list[tuple[str, int]], commands: Mapping[str, list[str]]) -> str:
+        """The first host to fail tells why; hosts that failed after it (their collectives broke) follow briefly."""
+        host, code = failures[0]
+        later = "".join(
+            f"\nthen [{other}] exited {other_code}: {self._last_words(other, other_code)[:160]}"
+            for other, other_code in failures[1:]
+        )
+        first = failure_reason(
+            self.layouts[host],
+            code,
+            list(self._stderr_tails[host]),
+            commands[host],
+            host=host if len(self.hosts) > 1 else None,
+            limit=FAILURE_REASON_LIMIT - len(later),
+        )
+        return first + later
+
+    def _last_words(self, host: str, exit_code: int) -> str:
+        signal_note = killed_by(exit_code)
+        if signal_note:
+            return signal_note
+        failure_file = self.layouts[host].failure_file
+        if failure_file.is_file():
+            return failure_file.read_text(errors="replace").strip()
+        tail = self._stderr_tails[host]
+        return tail[-1] if tail else "(no output on stderr)"
 
     def _fetch_code(self, s3: Any, submit_directory: str) -> None:
         if submit_directory.startswith("s3://"):
@@ -463,8 +485,8 @@ class TrainingRun:
 
     def _run_processes(
         self, commands: Mapping[str, list[str]], environments: Mapping[str, Mapping[str, str]]
-    ) -> tuple[int, str]:
-        """Run every host's command at once; the exit code, and the host it is from (the first to fail)."""
+    ) -> list[tuple[str, int]]:
+        """Run every host's command at once; each host's exit code, in the order the hosts exited."""
         readers = []
         isolated = bool(self.request.get("EnableNetworkIsolation"))
         if isolated:
@@ -500,23 +522,33 @@ class TrainingRun:
             reader.join()
         return result
 
-    def _wait(self) -> tuple[int, str]:
-        """Wait for every host; a host that fails ends the others (the job has failed), as do MaxRuntimeInSeconds
-        and a stall. The exit code and host that decide the job's outcome."""
+    def _wait(self) -> list[tuple[str, int]]:
+        """Each host's exit code, in the order they exited. A failing host fails the job: the others get
+        FAILURE_GRACE_SECONDS to end by themselves (their collectives break, and what they say helps), then are
+        killed. MaxRuntimeInSeconds and a stall end every host at once."""
         limit = (self.request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
         deadline = self._started + limit if limit else None
         stall = self.services.stall_timeout_seconds
         self._last_output = time.monotonic()
+        exits: queue.Queue[tuple[str, int]] = queue.Queue()
+
+        def report_exit(host: str, process: subprocess.Popen[str]) -> None:
+            exits.put((host, process.wait()))
+
         processes = dict(self._processes)
-        while True:
-            running = [process for process in processes.values() if process.poll() is None]
-            failed = [(host, process.returncode) for host, process in processes.items() if process.returncode]
-            if failed or not running:
-                break
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                running[0].wait(timeout=1.0)
+        for host, process in processes.items():
+            threading.Thread(target=report_exit, args=(host, process), daemon=True).start()
+        ordered: list[tuple[str, int]] = []
+        first_failure: float | None = None
+        while len(ordered) < len(processes):
+            with contextlib.suppress(queue.Empty):
+                ordered.append(exits.get(timeout=0.5))
+                if ordered[-1][1] != 0 and first_failure is None:
+                    first_failure = time.monotonic()
                 continue
             now = time.monotonic()
+            if first_failure is not None and now - first_failure > FAILURE_GRACE_SECONDS:
+                break
             if deadline is not None and now > deadline:
                 self._max_runtime_exceeded = True
             elif stall is not None and now - self._last_output > stall:
@@ -530,12 +562,9 @@ class TrainingRun:
                 continue
             break
         self._signal_hosts(signal.SIGKILL)
-        for process in processes.values():
-            process.wait()
-        if failed:
-            return failed[0][1], failed[0][0]
-        host, process = next(iter(processes.items()))
-        return process.returncode, host
+        while len(ordered) < len(processes):
+            ordered.append(exits.get())
+        return ordered
 
     def _pump(self, host: str, stream: Any, is_stderr: bool) -> None:
         for raw in stream:
@@ -602,7 +631,7 @@ class TrainingRun:
 
     def _restart_after_interruption(
         self, s3: Any, commands: Mapping[str, list[str]], environments: Mapping[str, Mapping[str, str]]
-    ) -> tuple[int, str]:
+    ) -> list[tuple[str, int]]:
         self._spot_reclaimed.clear()
         self.interruptions += 1
         self._transition("Interrupted", "The spot capacity was reclaimed; the job restarts when capacity returns.")

@@ -214,7 +214,8 @@ def test_a_failing_host_fails_the_job_at_once_with_its_reason_and_ends_the_other
     reason = job["FailureReason"]
     assert reason.startswith("AlgorithmError: [algo-2] ExecuteUserScriptError:\nExitCode 7")
     assert "RuntimeError: rank 1 lost its data shard" in reason
-    # AND the first host's process was killed with it
+    # AND the first host, which would have trained on alone, was killed after the grace period, and says so
+    assert reason.endswith("\nthen [algo-1] exited -9: the process was killed by SIGKILL")
     run = executor.training_runs["fail-2"]
     assert all(process.poll() is not None for process in run._processes.values())
     assert run._processes["algo-1"].returncode != 0
