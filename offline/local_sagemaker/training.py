@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import queue
+import re
 import secrets
 import shutil
 import signal
@@ -65,6 +66,8 @@ RULE_STATUSES = ("NoIssuesFound", "IssuesFound", "Error")
 NOT_EVALUATED = "NotEvaluated"  # our rules' status for a rule that could not judge (training_code/debug_rules.py)
 STATUS_DETAILS_LIMIT = 1024
 STDERR_TAIL_LINES = 12
+# torchrun's summary of a rank that a signal ended ("traceback : Signal 9 (SIGKILL) received by PID 4242").
+TORCHRUN_RANK_KILLED = re.compile(r"Signal \d+ \(SIG\w+\) received by PID")
 # How long the other hosts of a job get to fail by themselves after one host failed, before they are killed.
 FAILURE_GRACE_SECONDS = 10.0
 END_OF_TRAINING_MARKER = "training_job_end.ts"  # smdebug.core.access_layer.utils.END_OF_JOB_FILENAME
@@ -419,7 +422,9 @@ class TrainingRun:
             self._end("Completed", "Completed", "Training job completed")
 
     def _failure_reason(self, failures: list[tuple[str, int]], commands: Mapping[str, list[str]]) -> str:
-        """The first host to fail tells why; hosts that failed after it (their collectives broke) follow briefly."""
+        """The first host to fail tells why, hosts that failed after it (their collectives broke) follow briefly;
+        a host whose torchrun reports a rank killed by a signal comes first, since its peers fail because of it."""
+        failures = sorted(failures, key=lambda failure: not self._reports_killed_rank(failure[0]))
         host, code = failures[0]
         later = "".join(
             f"\nthen [{other}] exited {other_code}: {self._last_words(other, other_code)[:160]}"
@@ -434,6 +439,9 @@ class TrainingRun:
             limit=FAILURE_REASON_LIMIT - len(later),
         )
         return first + later
+
+    def _reports_killed_rank(self, host: str) -> bool:
+        return any(TORCHRUN_RANK_KILLED.search(line) for line in self._stderr_tails[host])
 
     def _last_words(self, host: str, exit_code: int) -> str:
         signal_note = killed_by(exit_code)

@@ -2,7 +2,7 @@
 instance, with torchrun on every host when the job asks for ``torch_distributed``.
 
 Stand-in scripts written by the tests, so the outcome is known in advance; the real training code on two hosts is
-tested in test_local_distributed_training.py.
+tested in test_spot_interruption.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""Managed spot offline: the real training code, interrupted mid-run by the local executor, resumes from the
-checkpoint synced to CheckpointConfig.S3Uri and finishes the same epochs as an uninterrupted job.
+"""The real training code on the local executor, disturbed: a managed-spot job interrupted mid-run resumes from the
+checkpoint synced to CheckpointConfig.S3Uri and finishes the same epochs as an uninterrupted job, on one instance
+and on two (both ranks resume); a rank killed mid-run fails its two-instance job, naming it.
 
-Slow (torch on the CPU, three short training processes) but offline.
+Slow (torch on the CPU, short training processes) but offline.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import io
 import json
 import re
 import tarfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import boto3
+import psutil
 import pytest
 from offline_moto_builders import REGION
 
@@ -150,3 +153,78 @@ def test_on_demand_job_is_never_interrupted_and_writes_no_checkpoints(tmp_path: 
     assert run.interruptions == 0
     assert "CheckpointConfig" not in job
     assert not any(run.layout.checkpoint_dir.iterdir())
+
+
+def _shard_digests(log: str) -> dict[str, str]:
+    """Each host's train shard digest, from the training code's ``shard rank=R split=train ...`` lines."""
+    found = re.findall(r"\[(algo-\d)\] .*shard rank=\d split=train images=\d+ paths_sha256=(\w+)", log)
+    return dict(found)
+
+
+def test_two_instance_spot_job_resumes_both_ranks_from_rank_0s_checkpoint(tmp_path: Path, settings: Settings) -> None:
+    # GIVEN the final job on 2 instances of managed spot, which loses its capacity after the first checkpoint
+    dataset = _dataset(tmp_path)
+    boto3.client("s3", region_name=REGION).put_object(
+        Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=build_bundle(TRAINING_CODE).archive
+    )
+    two_instances = dataclasses.replace(settings, training_instance_count=2)
+    with LocalSageMaker(tmp_path / "work", spot_interruptions=lambda name: True) as local:
+        job = _train(two_instances, dataset, "train-2-spot", local)
+        run = local.training_runs["train-2-spot"]
+        log = run.log_file.read_text()
+
+    # THEN the request asked the container for torchrun on both instances
+    assert job["ResourceConfig"]["InstanceCount"] == 2
+    assert job["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
+    # AND the job was interrupted once and completed
+    assert run.interruptions == 1
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    # AND after the restart both hosts were given the checkpoint and both ranks resumed after the same epoch
+    before, after = log.split("spot interruption 1", 1)
+    resumed = dict(re.findall(r"\[(algo-\d)\] .*resuming from .* after epoch (\d+)", after))
+    assert set(resumed) == {"algo-1", "algo-2"} and len(set(resumed.values())) == 1
+    assert all(f"[{host}] restored" in after for host in ("algo-1", "algo-2"))
+    # AND the ranks trained on different shards, before and after the restart alike
+    assert len(set(_shard_digests(before).values())) == 2
+    assert _shard_digests(after) == _shard_digests(before)
+    # AND the artifact is rank 0's, recording a 2-rank job that trained exactly the configured epochs
+    metrics = _metrics_json(job["ModelArtifacts"]["S3ModelArtifacts"])
+    assert metrics["distributed"]["world_size"] == 2 and metrics["distributed"]["backend"] == "gloo"
+    assert [e["epoch"] for e in metrics["epochs"]] == list(range(1, EPOCHS + 1))
+    assert not any((run.layouts["algo-2"].model_dir).iterdir())
+
+
+def test_a_rank_killed_mid_run_fails_its_two_instance_job_naming_the_host(tmp_path: Path, settings: Settings) -> None:
+    # GIVEN a long 2-instance on-demand job whose second rank the kernel kills (as the OOM killer would) after epoch 1
+    dataset = _dataset(tmp_path)
+    boto3.client("s3", region_name=REGION).put_object(
+        Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=build_bundle(TRAINING_CODE).archive
+    )
+    long_job = dataclasses.replace(settings, training_instance_count=2, spot_training=False, training_epochs=40)
+    killed = threading.Event()
+    local: LocalSageMaker
+
+    def kill_rank_1_after_epoch_1(job: str, line: str) -> None:
+        if killed.is_set() or not line.startswith("[algo-1] epoch=1 "):
+            return
+        torchrun = psutil.Process(local.training_runs[job]._processes["algo-2"].pid)
+        for rank in torchrun.children():
+            rank.kill()
+        killed.set()
+
+    with LocalSageMaker(tmp_path / "work", log=kill_rank_1_after_epoch_1) as local:
+        job = _train(long_job, dataset, "train-2-killed", local)
+        log = local.training_runs["train-2-killed"].log_file.read_text()
+
+    # THEN the job failed well before its 40 epochs, and the reason names the killed rank's host and the signal
+    assert killed.is_set()
+    assert job["TrainingJobStatus"] == "Failed"
+    assert "epoch=40 " not in log
+    reason = job["FailureReason"]
+    assert reason.startswith("AlgorithmError: [algo-2] ExecuteUserScriptError:"), reason
+    assert "Signal 9 (SIGKILL) received by PID" in reason
+    # AND rank 0, which lost its peer, failed after it and is named too
+    assert "\nthen [algo-1] exited " in reason
+    # AND nothing was uploaded as a model
+    listed = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET, Prefix="jobs/")
+    assert "train-2-killed/output/model.tar.gz" not in str(listed)

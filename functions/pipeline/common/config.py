@@ -32,8 +32,13 @@ def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def _env_int(name: str, default: int) -> int:
-    return int(_env(name, str(default)))
+def _env_int(name: str, default: int, *, at_least: int | None = None, parameter: str = "") -> int:
+    """An integer; with ``at_least``, one below it is refused, naming the template ``parameter`` that sets it
+    (CloudFormation's MinValue guards the stack, this a variable set by hand or by the offline run)."""
+    value = int(_env(name, str(default)))
+    if at_least is not None and value < at_least:
+        raise ValueError(f"{name} is {value}: set the template parameter {parameter} to {at_least} or more")
+    return value
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -86,6 +91,8 @@ class Settings:
     training_instance_type: str
     training_instance_count: int
     tuning_instance_type: str
+    # Instances of every tuning trial; above 1 (or on a multi-GPU type) each trial is a torchrun DDP job.
+    tuning_instance_count: int
     max_tuning_jobs: int
     max_parallel_tuning_jobs: int
     tuning_epochs: int
@@ -163,8 +170,9 @@ def load_settings() -> Settings:
         inference_image_uri=_env("INFERENCE_IMAGE_URI", ""),
         rule_image_uri=_env("RULE_IMAGE_URI", ""),
         training_instance_type=_env("TRAINING_INSTANCE_TYPE", "ml.g4dn.xlarge"),
-        training_instance_count=_env_int("TRAINING_INSTANCE_COUNT", 1),
+        training_instance_count=_env_int("TRAINING_INSTANCE_COUNT", 1, at_least=1, parameter="TrainingInstanceCount"),
         tuning_instance_type=_env("TUNING_INSTANCE_TYPE", "ml.g4dn.xlarge"),
+        tuning_instance_count=_env_int("TUNING_INSTANCE_COUNT", 1, at_least=1, parameter="TuningInstanceCount"),
         max_tuning_jobs=_env_int("MAX_TUNING_JOBS", 5),
         max_parallel_tuning_jobs=_env_int("MAX_PARALLEL_TUNING_JOBS", 2),
         tuning_epochs=_env_int("TUNING_EPOCHS", 4),

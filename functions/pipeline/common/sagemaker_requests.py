@@ -6,6 +6,17 @@ SageMaker Python SDK 2.x would send for the same estimator, tuner and rules.
 Hyperparameters follow the SDK's framework-estimator encoding: every value is JSON-encoded into a string
 (``64`` → ``"64"``, ``"train_model.py"`` → ``"\\"train_model.py\\""``); the training toolkit in the container
 decodes them before it passes them to the script as ``--name value``.
+
+Distributed jobs: the training code (training_code/distributed_training.py) runs as N torchrun ranks with
+DistributedDataParallel. SageMaker's PyTorch training container starts ``torchrun --nnodes <hosts>
+--nproc_per_node <GPUs of a host, or 1>`` on every host only when the hyperparameters carry the SDK's
+``distribution={"torch_distributed": {"enabled": True}}`` encoding (``distribution_hyperparameters``); without it
+the container runs one plain ``python <program>`` per host, and a job of several hosts or GPUs would not be
+distributed. The SDK's other option, ``pytorchddp``, now means the SageMaker distributed data parallel library
+(SMDDP), which this code does not use. The ``batch_size`` that tuning searched and training uses is per rank: the
+global batch is ``batch_size x world size``, and the training code scales the learning rate linearly by the world
+size (its ``learning_rate_scaling`` hyperparameter: ``linear`` by default, ``none`` to keep it as given, settable
+through ExtraHyperparameters).
 """
 
 from __future__ import annotations
@@ -64,16 +75,83 @@ HOOK_COLLECTIONS: list[dict[str, Any]] = [
 ]
 
 
-def training_steps(train_images: int, batch_size: int, epochs: int) -> int:
-    """Optimizer steps of a job: the training code's loop keeps the last, partial batch."""
-    return -(-train_images // max(1, batch_size)) * max(1, epochs)
+def training_steps(train_images: int, batch_size: int, epochs: int, world_size: int = 1) -> int:
+    """Optimizer steps of a job: the training code's loop keeps the last, partial batch.
+
+    Under ``world_size`` ranks each rank owns a strided shard of the training images and every rank trains, each
+    epoch, on as many images as the smallest shard holds (``train_images // world_size``: training_job.py's
+    ``min_across_ranks``), at the per-rank batch size; every rank takes the same steps.
+    """
+    per_rank = train_images // max(1, world_size)
+    return -(-per_rank // max(1, batch_size)) * max(1, epochs)
 
 
-def hook_parameters(train_images: int, batch_size: int, epochs: int) -> dict[str, str]:
+def hook_parameters(train_images: int, batch_size: int, epochs: int, world_size: int = 1) -> dict[str, str]:
     """HookParameters for the job's step count, instead of a fixed interval that saves 3 points of a short job
-    and thousands of a long one (the collections' own parameters, such as the losses', take precedence)."""
-    interval = max(1, training_steps(train_images, batch_size, epochs) // TENSOR_SAVES_PER_JOB)
+    and thousands of a long one (the collections' own parameters, such as the losses', take precedence).
+    The hook runs on rank 0, which counts the per-rank steps of a ``world_size``-rank job."""
+    interval = max(1, training_steps(train_images, batch_size, epochs, world_size) // TENSOR_SAVES_PER_JOB)
     return {"train.save_interval": str(interval), "eval.save_interval": str(interval)}
+
+
+# GPUs of the ml.* training instance types (the EC2 accelerated-computing specifications; the same counts as the
+# INSTANCE_RESOURCES table of aws/sagemaker-hyperpod-cli). A GPU type missing here counts as unknown (None).
+GPUS_PER_INSTANCE: dict[str, int] = {
+    **{f"ml.g4dn.{size}": 1 for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "ml.g4dn.12xlarge": 4,
+    **{
+        f"ml.{family}.{size}": gpus
+        for family in ("g5", "g6", "g6e")
+        for size, gpus in (
+            ("xlarge", 1),
+            ("2xlarge", 1),
+            ("4xlarge", 1),
+            ("8xlarge", 1),
+            ("16xlarge", 1),
+            ("12xlarge", 4),
+            ("24xlarge", 4),
+            ("48xlarge", 8),
+        )
+    },
+    "ml.p3.2xlarge": 1,
+    "ml.p3.8xlarge": 4,
+    "ml.p3.16xlarge": 8,
+    "ml.p3dn.24xlarge": 8,
+    "ml.p4d.24xlarge": 8,
+    "ml.p4de.24xlarge": 8,
+    "ml.p5.48xlarge": 8,
+    "ml.p5e.48xlarge": 8,
+    "ml.p5en.48xlarge": 8,
+}
+# General purpose, compute and memory optimized, burstable: m5, m5d, m6i, m7i, c5, c5n, c6i, c7i, r5, r6i, t3 …
+_CPU_FAMILY = re.compile(r"^[mcrt]\d+[a-z-]*$")
+
+
+def gpus_per_instance(instance_type: str) -> int | None:
+    """The GPUs of one ``ml.<family>.<size>`` instance: 0 for the CPU families, None when it is not known."""
+    if instance_type in GPUS_PER_INSTANCE:
+        return GPUS_PER_INSTANCE[instance_type]
+    family = instance_type.removeprefix("ml.").split(".")[0]
+    return 0 if _CPU_FAMILY.match(family) else None
+
+
+def distribution_hyperparameters(instance_type: str, instance_count: int) -> dict[str, str]:
+    """What the SDK's ``distribution={"torch_distributed": {"enabled": True}}`` adds to a job's hyperparameters,
+    when the job needs more than one process: several instances, a type with several GPUs, or one whose GPU count
+    is unknown (torchrun then starts one rank per GPU it finds; with one GPU that is world size 1, harmless).
+    {} otherwise, so one single-GPU or CPU instance keeps a plain ``python <program>`` and today's request."""
+    gpus = gpus_per_instance(instance_type)
+    if instance_count <= 1 and gpus is not None and gpus <= 1:
+        return {}
+    return encode_hyperparameters(
+        {"sagemaker_torch_distributed_enabled": True, "sagemaker_instance_type": instance_type}
+    )
+
+
+def world_size(instance_type: str, instance_count: int) -> int:
+    """The ranks of a job: instances x GPUs per instance (1 per CPU instance). A type whose GPU count is unknown
+    counts as 1 per instance, which may be fewer ranks than torchrun will start."""
+    return max(1, instance_count) * max(1, gpus_per_instance(instance_type) or 0)
 
 
 def encode_hyperparameters(values: Mapping[str, object]) -> dict[str, str]:
@@ -273,7 +351,8 @@ def tuning_job_request(
             "sagemaker_estimator_module": "sagemaker.pytorch.estimator",
         }
     )
-    trial_resources = resource_config(settings, settings.tuning_instance_type, 1)
+    static |= distribution_hyperparameters(settings.tuning_instance_type, settings.tuning_instance_count)
+    trial_resources = resource_config(settings, settings.tuning_instance_type, settings.tuning_instance_count)
     keep_alive, _ = warm_pool_seconds(settings)
     if keep_alive:
         trial_resources["KeepAlivePeriodInSeconds"] = keep_alive
@@ -355,6 +434,8 @@ def training_job_request(
         "inference_precision": settings.inference_precision,
     }
     hyperparameters |= encode_hyperparameters(tuned | {"epochs": settings.training_epochs} | serving)
+    instance_type, instance_count = settings.training_instance_type, settings.training_instance_count
+    hyperparameters |= distribution_hyperparameters(instance_type, instance_count)
     channels = [_training_channel(dataset), *_pretrained_channels(settings)]
     if champion_model_uri:
         # The serving model's model.tar.gz.
@@ -371,7 +452,7 @@ def training_job_request(
         "RoleArn": settings.sagemaker_role_arn,
         "InputDataConfig": channels,
         "OutputDataConfig": output_data_config(settings, output_uri),
-        "ResourceConfig": resource_config(settings, settings.training_instance_type, settings.training_instance_count),
+        "ResourceConfig": resource_config(settings, instance_type, instance_count),
         **job_security(settings),
         **cost_controls(settings, spot=settings.spot_training, job_name=job_name, run_id=dataset.run_id),
         "Tags": _tags(dataset),
@@ -382,7 +463,9 @@ def training_job_request(
         request["DebugHookConfig"] = {
             # SageMaker appends <job>/debug-output itself, as the SDK's default hook config relies on.
             "S3OutputPath": output_uri,
-            "HookParameters": hook_parameters(train_images, batch_size, settings.training_epochs),
+            "HookParameters": hook_parameters(
+                train_images, batch_size, settings.training_epochs, world_size(instance_type, instance_count)
+            ),
             "CollectionConfigurations": [copy.deepcopy(collection) for collection in HOOK_COLLECTIONS],
         }
         request["DebugRuleConfigurations"] = rule_configurations(DEBUGGER_RULES, settings.rule_image_uri)
