@@ -33,7 +33,8 @@ OPTIONS = RunOptions(
     tuning_epochs=3,
     epochs=20,
     image_size=IMAGE_SIZE,
-    parameters=(("AccuracyFloor", "0.4"), ("ChampionTolerance", str(TOLERANCE))),
+    # Two instances for the final jobs: the champion and the challenger are scored by rank 0 of a 2-rank job.
+    parameters=(("AccuracyFloor", "0.4"), ("ChampionTolerance", str(TOLERANCE)), ("TrainingInstanceCount", "2")),
 )
 # What every trial of the local tuner gets; the third run lowers the learning rate (the fixture's tuner reads it).
 TUNED = {"batch_size": json.dumps("32"), "learning_rate": "0.05"}
@@ -110,6 +111,10 @@ def test_a_better_model_on_a_harder_test_split_deploys_where_own_split_accuracie
     assert float(properties["champion_accuracy_same_images"]) == pytest.approx(paired["champion_accuracy"], abs=1e-4)
     # AND each model was scored as a CPU endpoint serves it: the served accuracy is what the floor judged
     assert gate["served_as"] in ("int8", "float32")
+    # AND the job that scored them ran as two torchrun ranks, rank 0 scoring every test image (above)
+    job = boto3.client("sagemaker").describe_training_job(TrainingJobName=second.record["training"]["job_name"])
+    assert job["ResourceConfig"]["InstanceCount"] == 2
+    assert job["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
 
 
 def test_a_model_worse_on_the_same_images_beyond_the_tolerance_is_rejected_with_its_interval(
