@@ -10,6 +10,13 @@ checkout's ``functions/`` and root, ahead of the editable install.
     .venv/bin/python benchmarks/pipeline_speed.py --baseline ../baseline
     .venv/bin/python benchmarks/pipeline_speed.py --only demo --repeat 3
     .venv/bin/python benchmarks/pipeline_speed.py --only full-dataset  # 133 classes, 6,680/835/836 JPEGs
+    .venv/bin/python benchmarks/pipeline_speed.py --isa avx2           # AVX-512 machine, kernels capped at AVX2
+
+``--isa avx2`` caps the instruction set PyTorch's own kernels (``ATEN_CPU_CAPABILITY``) and oneDNN's
+(``ONEDNN_MAX_CPU_ISA``) dispatch to, in every timed command: on a machine with AVX-512, bf16 and VNNI it takes the
+code paths an AVX2-only machine takes (no bf16 or VNNI matmuls, 256-bit vectors). It is a stand-in, not that
+machine: cores, clocks, caches and memory stay this machine's, so its figures bound an AVX2 machine's only as far as
+those are alike (the CPU line says what they are).
 
 What is timed:
 - ``demo``: ``python -m offline.run`` with its defaults (``make demo`` after set-up), output in a temporary folder.
@@ -56,8 +63,25 @@ class Timing:
         return statistics.median(self.seconds)
 
 
+# What ``--isa`` sets in the timed commands' environment.
+ISA_CAPS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
+ISA_ENVIRONMENT: dict[str, str] = {}
+
+
 def _environment(checkout: Path) -> dict[str, str]:
-    return os.environ | {"PYTHONPATH": f"{checkout / 'functions'}{os.pathsep}{checkout}"}
+    return os.environ | ISA_ENVIRONMENT | {"PYTHONPATH": f"{checkout / 'functions'}{os.pathsep}{checkout}"}
+
+
+def torch_capability(python: str) -> str:
+    """The instruction set torch dispatches to under the timed commands' environment, as torch reports it."""
+    completed = subprocess.run(
+        [python, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+        env=os.environ | ISA_ENVIRONMENT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return completed.stdout.strip() or f"unknown ({completed.stderr.strip()[-200:]})"
 
 
 def _run(commands: list[list[str]], checkout: Path, log: Path) -> tuple[float, int, str]:
@@ -133,10 +157,14 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each command per checkout")
     parser.add_argument("--python", default=sys.executable, help="the virtualenv's python (default: this one)")
     parser.add_argument("--log", type=Path, default=None, help="where the commands' output goes")
+    parser.add_argument("--isa", choices=sorted(ISA_CAPS), help="cap the kernels' instruction set (see above)")
     args = parser.parse_args()
+    ISA_ENVIRONMENT.update(ISA_CAPS.get(args.isa or "", {}))
     selected = args.only or ["demo", "tests"]
     checkouts = [("this checkout", ROOT)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
     print(cpu_line())
+    capped = " ".join(f"{name}={value}" for name, value in ISA_ENVIRONMENT.items())
+    print(f"torch kernels dispatch to {torch_capability(args.python)}" + (f" (capped: {capped})" if capped else ""))
     print(f"Python {sys.version.split()[0]}; checkouts: {', '.join(f'{n} {p}' for n, p in checkouts)}")
     timings: list[Timing] = []
     with tempfile.TemporaryDirectory(prefix="pipeline-speed-") as scratch_name:
