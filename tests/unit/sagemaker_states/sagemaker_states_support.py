@@ -6,8 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
+import boto3
+from botocore.validate import validate_parameters
 from moto.core import DEFAULT_ACCOUNT_ID
+from sagemaker.pytorch import PyTorch
+from sagemaker.session import Session
+
+from pipeline.common.config import Settings
+from pipeline.common.request_validation import operation_model, request_problems
+from pipeline.common.state_models import BestJob
 
 REGION = "us-east-1"
 BUCKET = "dog-data"
@@ -56,3 +65,51 @@ METRIC_DEFINITIONS_ON_THE_WIRE = [
 def load_event(name: str) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
     return event
+
+
+# The final job's inputs in the request tests: the uploaded training code and the tuning job's best trial.
+CODE_URI = "s3://dog-data/code/aa6136478d95bdb1/sourcedir.tar.gz"
+BEST = BestJob.model_validate(
+    {
+        "training_job_name": "hpo-251125-015343-3f9a1c-003-1a2b3c4d",
+        "objective": {"name": "validation:accuracy", "value": 0.81},
+        "hyperparameters": {"batch_size": 64, "learning_rate": 0.0123},
+    }
+)
+
+
+def sdk_estimator(
+    settings: Settings,
+    program: str,
+    hyperparameters: dict[str, Any],
+    *,
+    instance_type: str = "ml.g4dn.xlarge",
+    instance_count: int = 1,
+    **extra: Any,
+) -> PyTorch:
+    """The SageMaker Python SDK's estimator for the same job, whose requests ours are compared with."""
+    session = Session(
+        boto_session=boto3.Session(region_name="us-east-1"),
+        sagemaker_client=mock.MagicMock(),
+        default_bucket="dog-data",
+    )
+    return PyTorch(
+        entry_point=program,
+        source_dir=CODE_URI,
+        image_uri=TRAINING_IMAGE,
+        role=settings.sagemaker_role_arn,
+        instance_type=instance_type,
+        instance_count=instance_count,
+        hyperparameters=hyperparameters,
+        sagemaker_session=session,
+        output_path="s3://dog-data/jobs/251125-015343-3f9a1c/",
+        **extra,
+    )
+
+
+def assert_valid(operation: str, request: dict[str, Any], *, known_type: bool = True) -> None:
+    """The request passes botocore's service model and our enum checks (the latter only for an instance type
+    SageMaker knows: the API's enum refuses a made-up one)."""
+    validate_parameters(request, operation_model("sagemaker", operation).input_shape)
+    if known_type:
+        assert request_problems("sagemaker", operation, request) == []

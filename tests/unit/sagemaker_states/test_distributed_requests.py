@@ -6,22 +6,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
-import boto3
 import pytest
-from botocore.validate import validate_parameters
 from sagemaker.estimator import _TrainingJob
-from sagemaker.pytorch import PyTorch
-from sagemaker.session import Session
 from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner, _TuningJob
-from sagemaker_states_support import TRAINING_IMAGE
+from sagemaker_states_support import BEST, CODE_URI, assert_valid, sdk_estimator
 
 from offline.run import parse_args
 from offline.stack import Template
 from pipeline.common.config import Settings, load_settings
 from pipeline.common.metric_definitions import METRIC_DEFINITIONS
-from pipeline.common.request_validation import operation_model, request_problems
 from pipeline.common.sagemaker_requests import (
     distribution_hyperparameters,
     gpus_per_instance,
@@ -31,59 +25,30 @@ from pipeline.common.sagemaker_requests import (
     tuning_job_request,
     world_size,
 )
-from pipeline.common.state_models import BestJob, Dataset
+from pipeline.common.state_models import Dataset
 
-CODE_URI = "s3://dog-data/code/aa6136478d95bdb1/sourcedir.tar.gz"
-BEST = BestJob.model_validate(
-    {
-        "training_job_name": "hpo-251125-015343-3f9a1c-003-1a2b3c4d",
-        "objective": {"name": "validation:accuracy", "value": 0.81},
-        "hyperparameters": {"batch_size": 64, "learning_rate": 0.0123},
-    }
-)
 DISTRIBUTION_KEYS = {"sagemaker_torch_distributed_enabled", "sagemaker_instance_type"}
 TORCH_DISTRIBUTED = {"torch_distributed": {"enabled": True}}
 # Not an instance type SageMaker knows (the API's enum refuses it), so only the request's shape is checked.
 UNKNOWN_TYPE = "ml.g9.xlarge"
 
 
-def _sdk_estimator(
-    settings: Settings, program: str, hyperparameters: dict[str, Any], instance_type: str, instance_count: int
-) -> PyTorch:
-    session = Session(
-        boto_session=boto3.Session(region_name="us-east-1"),
-        sagemaker_client=mock.MagicMock(),
-        default_bucket="dog-data",
-    )
-    return PyTorch(
-        entry_point=program,
-        source_dir=CODE_URI,
-        image_uri=TRAINING_IMAGE,
-        role=settings.sagemaker_role_arn,
-        instance_type=instance_type,
-        instance_count=instance_count,
-        hyperparameters=hyperparameters,
-        sagemaker_session=session,
-        output_path="s3://dog-data/jobs/251125-015343-3f9a1c/",
-        distribution=TORCH_DISTRIBUTED,
-    )
-
-
 def _sdk_training_hyperparameters(settings: Settings, instance_type: str, instance_count: int) -> dict[str, str]:
     serving = {"endpoint_instance_type": settings.endpoint_instance_type, "inference_precision": "auto"}
     tuned = {"batch_size": 64, "learning_rate": 0.0123, "epochs": settings.training_epochs}
-    estimator = _sdk_estimator(settings, "train_model.py", tuned | serving, instance_type, instance_count)
+    estimator = sdk_estimator(
+        settings,
+        "train_model.py",
+        tuned | serving,
+        instance_type=instance_type,
+        instance_count=instance_count,
+        distribution=TORCH_DISTRIBUTED,
+    )
     estimator._prepare_for_training(job_name="train-1")
     sdk = _TrainingJob._get_train_args(estimator, "s3://dog-data/validated/x.zip", experiment_config=None)
     hyperparameters: dict[str, str] = sdk["hyperparameters"]
     hyperparameters.pop("sagemaker_job_name")
     return hyperparameters
-
-
-def _assert_valid(operation: str, request: dict[str, Any], *, known_type: bool = True) -> None:
-    validate_parameters(request, operation_model("sagemaker", operation).input_shape)
-    if known_type:
-        assert request_problems("sagemaker", operation, request) == []
 
 
 def _training(settings: Settings, dataset: Dataset, instance_type: str, instance_count: int) -> dict[str, Any]:
@@ -149,7 +114,7 @@ def test_one_single_gpu_instance_sends_no_distribution(settings: Settings, datas
     assert not DISTRIBUTION_KEYS & set(ours["HyperParameters"])
     assert ours["ResourceConfig"]["InstanceCount"] == 1
     assert distribution_hyperparameters("ml.g4dn.xlarge", 1) == {}
-    _assert_valid("create_training_job", ours)
+    assert_valid("create_training_job", ours)
 
 
 def test_two_instances_enable_torch_distributed_as_the_sdk_does(settings: Settings, dataset: Dataset) -> None:
@@ -160,7 +125,7 @@ def test_two_instances_enable_torch_distributed_as_the_sdk_does(settings: Settin
     assert ours["ResourceConfig"]["InstanceCount"] == 2
     # Every hyperparameter, the distribution keys included, as PyTorch(instance_count=2, torch_distributed) sends.
     assert ours["HyperParameters"] == _sdk_training_hyperparameters(settings, "ml.g4dn.xlarge", 2)
-    _assert_valid("create_training_job", ours)
+    assert_valid("create_training_job", ours)
 
 
 @pytest.mark.parametrize(
@@ -182,7 +147,7 @@ def test_distribution_follows_the_instance_type_and_count(
     assert (set(ours["HyperParameters"]) >= DISTRIBUTION_KEYS) is distributed
     assert not distributed or ours["HyperParameters"] == _sdk_training_hyperparameters(settings, instance_type, count)
     assert ours["ResourceConfig"] == {"InstanceType": instance_type, "InstanceCount": count, "VolumeSizeInGB": 30}
-    _assert_valid("create_training_job", ours, known_type=instance_type != UNKNOWN_TYPE)
+    assert_valid("create_training_job", ours, known_type=instance_type != UNKNOWN_TYPE)
 
 
 def test_the_training_count_leaves_the_tuning_trials_alone(settings: Settings, dataset: Dataset) -> None:
@@ -200,7 +165,13 @@ def test_the_training_count_leaves_the_tuning_trials_alone(settings: Settings, d
 def test_two_instances_per_trial_enable_torch_distributed_as_the_sdk_tuner_does(
     settings: Settings, dataset: Dataset
 ) -> None:
-    estimator = _sdk_estimator(settings, "hpo.py", {"epochs": settings.tuning_epochs}, "ml.g4dn.xlarge", 2)
+    estimator = sdk_estimator(
+        settings,
+        "hpo.py",
+        {"epochs": settings.tuning_epochs},
+        instance_count=2,
+        distribution=TORCH_DISTRIBUTED,
+    )
     tuner = HyperparameterTuner(
         estimator,
         "validation:accuracy",
@@ -223,7 +194,7 @@ def test_two_instances_per_trial_enable_torch_distributed_as_the_sdk_tuner_does(
     assert static["sagemaker_torch_distributed_enabled"] == "true"
     assert static["sagemaker_instance_type"] == '"ml.g4dn.xlarge"'
     assert definition["ResourceConfig"]["InstanceCount"] == 2
-    _assert_valid("create_hyper_parameter_tuning_job", ours)
+    assert_valid("create_hyper_parameter_tuning_job", ours)
 
 
 @pytest.mark.parametrize(
@@ -238,7 +209,7 @@ def test_trial_distribution_follows_the_instance_type(
 
     assert (set(definition["StaticHyperParameters"]) >= DISTRIBUTION_KEYS) is distributed
     assert definition["ResourceConfig"]["InstanceCount"] == count
-    _assert_valid("create_hyper_parameter_tuning_job", ours, known_type=instance_type != UNKNOWN_TYPE)
+    assert_valid("create_hyper_parameter_tuning_job", ours, known_type=instance_type != UNKNOWN_TYPE)
 
 
 def test_the_tuning_count_leaves_the_training_job_alone(settings: Settings, dataset: Dataset) -> None:
@@ -272,7 +243,7 @@ def test_a_two_instance_job_saves_at_the_per_rank_interval(settings: Settings, d
     ours = training_job_request(varied, dataset, BEST, "train-1", CODE_URI, "us-east-1")
 
     assert ours["DebugHookConfig"]["HookParameters"] == {"train.save_interval": "16", "eval.save_interval": "16"}
-    _assert_valid("create_training_job", ours)
+    assert_valid("create_training_job", ours)
 
 
 # -- settings --------------------------------------------------------------------------------------------------

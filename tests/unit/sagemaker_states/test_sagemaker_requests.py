@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-from unittest import mock
 
-import boto3
 import pytest
-from botocore.validate import validate_parameters
 from sagemaker.debugger import (
     CollectionConfig,
     DebuggerHookConfig,
@@ -18,14 +14,18 @@ from sagemaker.debugger import (
     rule_configs,
 )
 from sagemaker.estimator import _TrainingJob
-from sagemaker.pytorch import PyTorch
-from sagemaker.session import Session
 from sagemaker.tuner import CategoricalParameter, ContinuousParameter, HyperparameterTuner, _TuningJob
-from sagemaker_states_support import INFERENCE_ENVIRONMENT, RULE_IMAGE, TRAINING_IMAGE
+from sagemaker_states_support import (
+    BEST,
+    CODE_URI,
+    INFERENCE_ENVIRONMENT,
+    RULE_IMAGE,
+    assert_valid,
+    sdk_estimator,
+)
 
 from pipeline.common.config import Settings
 from pipeline.common.metric_definitions import METRIC_DEFINITIONS
-from pipeline.common.request_validation import operation_model, request_problems
 from pipeline.common.sagemaker_requests import (
     BATCH_SIZES,
     TENSOR_SAVES_PER_JOB,
@@ -38,16 +38,7 @@ from pipeline.common.sagemaker_requests import (
     training_steps,
     tuning_job_request,
 )
-from pipeline.common.state_models import BestJob, Dataset
-
-CODE_URI = "s3://dog-data/code/aa6136478d95bdb1/sourcedir.tar.gz"
-BEST = BestJob.model_validate(
-    {
-        "training_job_name": "hpo-251125-015343-3f9a1c-003-1a2b3c4d",
-        "objective": {"name": "validation:accuracy", "value": 0.81},
-        "hyperparameters": {"batch_size": 64, "learning_rate": 0.0123},
-    }
-)
+from pipeline.common.state_models import Dataset
 
 
 @pytest.fixture
@@ -56,37 +47,9 @@ def with_rule_containers(settings: Settings) -> Settings:
     return dataclasses.replace(settings, debugger_rules_enabled=True, profiler_rules_enabled=True)
 
 
-def _sdk_session() -> Session:
-    return Session(
-        boto_session=boto3.Session(region_name="us-east-1"),
-        sagemaker_client=mock.MagicMock(),
-        default_bucket="dog-data",
-    )
-
-
-def _sdk_estimator(settings: Settings, program: str, hyperparameters: dict[str, Any], **extra: Any) -> PyTorch:
-    return PyTorch(
-        entry_point=program,
-        source_dir=CODE_URI,
-        image_uri=TRAINING_IMAGE,
-        role=settings.sagemaker_role_arn,
-        instance_type="ml.g4dn.xlarge",
-        instance_count=1,
-        hyperparameters=hyperparameters,
-        sagemaker_session=_sdk_session(),
-        output_path="s3://dog-data/jobs/251125-015343-3f9a1c/",
-        **extra,
-    )
-
-
-def _assert_valid(operation: str, request: dict[str, Any]) -> None:
-    validate_parameters(request, operation_model("sagemaker", operation).input_shape)
-    assert request_problems("sagemaker", operation, request) == []
-
-
 def test_tuning_ranges_objective_and_statics_match_the_sdk_tuner(settings: Settings, dataset: Dataset) -> None:
     # GIVEN the tuner the SDK would build for the same search
-    estimator = _sdk_estimator(settings, "hpo.py", {"epochs": settings.tuning_epochs})
+    estimator = sdk_estimator(settings, "hpo.py", {"epochs": settings.tuning_epochs})
     tuner = HyperparameterTuner(
         estimator,
         "validation:accuracy",
@@ -119,12 +82,12 @@ def test_tuning_ranges_objective_and_statics_match_the_sdk_tuner(settings: Setti
     assert definition["StaticHyperParameters"] == sdk["training_config"]["static_hyperparameters"] | sdk_framework
     assert definition["InputDataConfig"][0]["DataSource"] == sdk["training_config"]["input_config"][0]["DataSource"]
     assert definition["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
-    _assert_valid("create_hyper_parameter_tuning_job", ours)
+    assert_valid("create_hyper_parameter_tuning_job", ours)
 
 
-def test_training_hyperparameters_match_the_sdk_estimator(settings: Settings, dataset: Dataset) -> None:
+def test_training_hyperparameters_match_thesdk_estimator(settings: Settings, dataset: Dataset) -> None:
     serving = {"endpoint_instance_type": settings.endpoint_instance_type, "inference_precision": "auto"}
-    estimator = _sdk_estimator(
+    estimator = sdk_estimator(
         settings, "train_model.py", {"batch_size": 64, "learning_rate": 0.0123, "epochs": 10} | serving
     )
     estimator._prepare_for_training(job_name="train-251125-015343-3f9a1c")
@@ -135,7 +98,7 @@ def test_training_hyperparameters_match_the_sdk_estimator(settings: Settings, da
 
     assert ours["HyperParameters"] == sdk["hyperparameters"]
     assert ours["HyperParameters"]["sagemaker_program"] == '"train_model.py"'
-    _assert_valid("create_training_job", ours)
+    assert_valid("create_training_job", ours)
 
 
 def test_a_training_request_with_the_champion_channel_passes_the_service_model(
@@ -145,7 +108,7 @@ def test_a_training_request_with_the_champion_channel_passes_the_service_model(
     ours = training_job_request(settings, dataset, BEST, "train-1", CODE_URI, "us-east-1", uri)
     assert [c["ChannelName"] for c in ours["InputDataConfig"]] == ["training", "pretrained", "champion"]
     assert ours["InputDataConfig"][2]["DataSource"]["S3DataSource"]["S3Uri"] == uri
-    _assert_valid("create_training_job", ours)
+    assert_valid("create_training_job", ours)
 
 
 def test_rule_configurations_are_what_the_sdk_rules_send(with_rule_containers: Settings, dataset: Dataset) -> None:
@@ -197,7 +160,7 @@ def test_hook_config_matches_the_sdk_encoding(with_rule_containers: Settings, da
     )._to_request_dict()
 
     assert ours["DebugHookConfig"] == sdk
-    _assert_valid("create_training_job", ours)
+    assert_valid("create_training_job", ours)
 
 
 @pytest.mark.parametrize("train_images", [60, 6680, 50_000])
@@ -229,7 +192,7 @@ def test_profiler_off_disables_it_and_sends_no_profiler_rule(with_rule_container
         "Overtraining",
         "PoorWeightInitialization",
     ]
-    _assert_valid("create_training_job", ours)
+    assert_valid("create_training_job", ours)
 
 
 def test_debugger_off_sends_no_hook_and_no_debugger_rule(with_rule_containers: Settings, dataset: Dataset) -> None:
@@ -240,7 +203,7 @@ def test_debugger_off_sends_no_hook_and_no_debugger_rule(with_rule_containers: S
     assert "DebugHookConfig" not in ours and "DebugRuleConfigurations" not in ours
     assert [rule["RuleConfigurationName"] for rule in ours["ProfilerRuleConfigurations"]] == ["ProfilerReport"]
     assert enabled_rules(settings) == ["ProfilerReport"]
-    _assert_valid("create_training_job", ours)
+    assert_valid("create_training_job", ours)
 
 
 def test_extra_hyperparameters_reach_both_jobs_in_wire_form(settings: Settings, dataset: Dataset) -> None:
@@ -260,8 +223,8 @@ def test_model_and_endpoint_config_requests_are_valid(settings: Settings, datase
 
     assert model["PrimaryContainer"]["Environment"] == INFERENCE_ENVIRONMENT
     assert config["ProductionVariants"][0]["VariantName"] == "AllTraffic"
-    _assert_valid("create_model", model)
-    _assert_valid("create_endpoint_config", config)
+    assert_valid("create_model", model)
+    assert_valid("create_endpoint_config", config)
 
 
 @pytest.mark.parametrize(("wire", "value"), [('"64"', "64"), ("64", 64), ("0.0123", 0.0123), ("resnet", "resnet")])
@@ -279,4 +242,4 @@ def test_defaults_ask_for_no_sagemaker_rule_container(settings: Settings, datase
     assert "DebugHookConfig" not in ours and "DebugRuleConfigurations" not in ours
     assert ours["ProfilerConfig"] == {"DisableProfiler": True} and "ProfilerRuleConfigurations" not in ours
     assert enabled_rules(settings) == []
-    _assert_valid("create_training_job", ours)
+    assert_valid("create_training_job", ours)

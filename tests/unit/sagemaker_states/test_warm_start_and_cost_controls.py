@@ -9,29 +9,13 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.validate import validate_parameters
-from sagemaker_states_support import REGION, load_event
+from sagemaker_states_support import BEST, CODE_URI, REGION, assert_valid, load_event
 
 from pipeline import start_tuning
 from pipeline.common.config import Settings
-from pipeline.common.request_validation import operation_model, request_problems
 from pipeline.common.sagemaker_requests import training_job_request, tuning_job_request
-from pipeline.common.state_models import BestJob, Dataset
+from pipeline.common.state_models import Dataset
 from pipeline.common.warm_start import incompatibility
-
-CODE_URI = "s3://dog-data/code/aa6136478d95bdb1/sourcedir.tar.gz"
-BEST = BestJob.model_validate(
-    {
-        "training_job_name": "hpo-251125-015343-3f9a1c-003-1a2b3c4d",
-        "objective": {"name": "validation:accuracy", "value": 0.81},
-        "hyperparameters": {"batch_size": 64, "learning_rate": 0.0123},
-    }
-)
-
-
-def _assert_valid(operation: str, request: dict[str, Any]) -> None:
-    validate_parameters(request, operation_model("sagemaker", operation).input_shape)
-    assert request_problems("sagemaker", operation, request) == []
 
 
 def _event(run_id: str) -> dict[str, Any]:
@@ -129,7 +113,7 @@ def test_warm_start_request_passes_the_api_model(settings: Settings, dataset: Da
     request = tuning_job_request(settings, dataset, "hpo-2", CODE_URI, REGION, warm_start_parent="hpo-1")
 
     assert request["WarmStartConfig"]["WarmStartType"] == "TransferLearning"
-    _assert_valid("create_hyper_parameter_tuning_job", request)
+    assert_valid("create_hyper_parameter_tuning_job", request)
 
 
 # --- spot, checkpoints, warm pools ---------------------------------------------------------------------------------
@@ -149,7 +133,7 @@ def test_spot_training_job_checkpoints_under_the_run_and_waits_at_least_its_runt
     }
     # MaxWaitSeconds below the runtime bound is raised to it (SageMaker requires MaxWait >= MaxRuntime).
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 3600}
-    _assert_valid("create_training_job", request)
+    assert_valid("create_training_job", request)
 
 
 def test_on_demand_jobs_carry_no_spot_settings(settings: Settings, dataset: Dataset) -> None:
@@ -170,7 +154,7 @@ def test_warm_pool_is_set_for_on_demand_trials(settings: Settings, dataset: Data
     request = tuning_job_request(warm, dataset, "hpo-1", CODE_URI, REGION)
 
     assert request["TrainingJobDefinition"]["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 1800
-    _assert_valid("create_hyper_parameter_tuning_job", request)
+    assert_valid("create_hyper_parameter_tuning_job", request)
 
 
 def test_warm_pool_is_left_off_with_spot_and_the_reason_reaches_the_state(
