@@ -11,8 +11,6 @@ from urllib.parse import urlparse
 import boto3
 from botocore.config import Config
 
-from offline.moto_shims.lambda_inprocess import ENVIRONMENT_LOCK
-
 
 class S3InputMissing(Exception):
     """A job input named in the request is not in S3."""
@@ -116,9 +114,7 @@ MOTO_FRIENDLY_UPLOADS = Config(request_checksum_calculation="when_required")
 
 
 def worker_client(service: str, region: str) -> Any:
-    """A client for a worker thread: its own session (the shared default one is not thread-safe), created while no
-    in-process Lambda handler has os.environ patched."""
-    with ENVIRONMENT_LOCK:
-        return boto3.session.Session().client(  # type: ignore[call-overload]
-            service, region_name=region, config=MOTO_FRIENDLY_UPLOADS
-        )
+    """A client for a worker thread: its own session (the shared default one is not thread-safe)."""
+    return boto3.session.Session().client(  # type: ignore[call-overload]
+        service, region_name=region, config=MOTO_FRIENDLY_UPLOADS
+    )

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
+import botocore.endpoint
+import botocore.utils
 from moto.awslambda.models import LambdaFunction
 
 from offline.moto_shims._base import MotoPatch, patch_attribute
@@ -30,10 +32,16 @@ from offline.moto_shims._base import MotoPatch, patch_attribute
 Handler = Callable[[Any, Any], Any]
 
 # The environment is process-wide, so two handlers must not run at once; on AWS each runs in its own sandbox.
-# Held while a handler runs with its function's environment patched into os.environ. Worker threads that read
-# os.environ (boto3 reads proxy settings when it creates a client) take it too: iterating os.environ while the
-# patch is being undone raises KeyError.
+# Held while a handler runs with its function's environment patched into os.environ. Every other thread that
+# iterates os.environ must take it too: iterating it while the patch is being undone raises KeyError.
 ENVIRONMENT_LOCK = threading.RLock()
+
+
+def _proxies_read_under_the_environment_lock(url: str) -> dict[str, str]:
+    """botocore's proxy lookup, which iterates os.environ whenever any thread creates a client (the test's own
+    thread polling Step Functions while a handler runs in moto's execution thread, a training job's upload thread)."""
+    with ENVIRONMENT_LOCK:
+        return botocore.utils.get_environ_proxies(url)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -113,7 +121,10 @@ class InProcessLambda(MotoPatch):
         self.invocations: list[Invocation] = []
 
     def _patchers_to_start(self) -> list[Any]:
-        return [patch_attribute(LambdaFunction, "invoke", self._make_invoke())]
+        return [
+            patch_attribute(LambdaFunction, "invoke", self._make_invoke()),
+            patch_attribute(botocore.endpoint, "get_environ_proxies", _proxies_read_under_the_environment_lock),
+        ]
 
     def _make_invoke(self) -> Callable[..., bytes]:
         shim = self

@@ -4,9 +4,13 @@ the SageMaker actions moto lacks."""
 from __future__ import annotations
 
 import json
+import os
 import textwrap
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import moto
@@ -110,6 +114,32 @@ def test_handler_that_does_not_import_fails_like_the_lambda_runtime(handler_modu
     assert missing_module["errorType"] == "Runtime.ImportModuleError"
     assert "pipeline.no_such_state" in missing_module["errorMessage"]
     assert missing_function["errorType"] == "Runtime.HandlerNotFound"
+
+
+def test_a_client_created_in_another_thread_waits_until_the_handlers_environment_is_restored() -> None:
+    # GIVEN a handler running with its function's environment patched in, while another thread creates a client
+    # (botocore iterates os.environ for proxies; doing so while the patch is undone raises KeyError)
+    create_function("slow", "unused.handler", environment={"STAGE": "offline"})
+    order: list[str] = []
+
+    def create_client() -> None:
+        boto3.session.Session().client("s3", region_name=REGION)
+        order.append("client created" + (" while STAGE was set" if "STAGE" in os.environ else ""))
+
+    def slow(event: Any, context: Any) -> None:
+        creator = threading.Thread(target=create_client)
+        creator.start()
+        creator.join(timeout=1)  # long enough for a client creation that does not wait
+        order.append("handler returned")
+        return None
+
+    with InProcessLambda({"slow": slow}):
+        boto3.client("lambda", region_name=REGION).invoke(FunctionName="slow", Payload=b"{}")
+        # THEN the client was created only after the handler ended and its environment was gone
+        deadline = time.monotonic() + 30
+        while len(order) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert order == ["handler returned", "client created"]
 
 
 def test_override_replaces_the_handler_and_the_state_machine_catches_its_error_by_name() -> None:
