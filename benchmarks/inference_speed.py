@@ -175,8 +175,8 @@ def main() -> None:
     }  # fmt: skip
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, {args.clock} clock")
     print(
-        f"ours: {ours.precision} (int8 dot products on this CPU: {inference.cpu_has_int8_dot_product()}), "
-        f"else {float_name} (native bf16: {inference.cpu_has_native_bf16()}), on {ours.device}"
+        f"ours: {ours.precision} (int8 dot products on this CPU: {dog_model.cpu_has_int8_dot_product()}), "
+        f"else {float_name} (native bf16: {dog_model.cpu_has_native_bf16()}), on {ours.device}"
     )
     print(f"load average at start: {os.getloadavg()[0]:.2f} (other processes slow every variant alike)")
     print(

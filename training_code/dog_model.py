@@ -154,6 +154,34 @@ def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _cpu_flags() -> set[str]:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    first_flags_line = re.search(r"^flags\s*:(.*)$", cpuinfo, flags=re.MULTILINE)
+    return set(first_flags_line.group(1).split()) if first_flags_line else set()
+
+
+def _kernels_use_avx512() -> bool:
+    """Whether torch's CPU kernels dispatch to AVX-512: not on a CPU without it, nor where ``ATEN_CPU_CAPABILITY``
+    caps them lower (the CPU's flags, and torch's own probes, still advertise what the kernels will not use)."""
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
+def cpu_has_native_bf16() -> bool:
+    """bfloat16 is only faster than float32 where the kernels run bf16 dot-product instructions (AVX512-BF16, AMX);
+    emulated, it is several times slower."""
+    return _kernels_use_avx512() and bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_int8_dot_product() -> bool:
+    """int8 convolutions beat bfloat16 where the CPU multiplies and adds 8-bit integers in one instruction:
+    AVX-VNNI on AVX2 kernels, AVX512-VNNI or AMX on AVX-512 ones."""
+    usable = {"avx_vnni"} | ({"avx512_vnni", "amx_int8"} if _kernels_use_avx512() else set())
+    return bool(_cpu_flags() & usable)
+
+
 def _load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load every tensor whose name and shape match; a head of another class count stays random."""
     own = model.state_dict()

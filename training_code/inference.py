@@ -164,32 +164,6 @@ def readable_breed(label: str) -> str:
     return re.sub(r"^\d+\.", "", label).replace("_", " ").strip()
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    first_flags_line = re.search(r"^flags\s*:(.*)$", cpuinfo, flags=re.MULTILINE)
-    return set(first_flags_line.group(1).split()) if first_flags_line else set()
-
-
-def cpu_has_native_bf16() -> bool:
-    """bfloat16 is only faster than float32 where the CPU has bf16 dot-product instructions."""
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        check = getattr(torch.cpu, probe, None)
-        if check is not None and check():
-            return True
-    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
-
-
-def cpu_has_int8_dot_product() -> bool:
-    """int8 convolutions beat bfloat16 where the CPU multiplies and adds 8-bit integers in one instruction."""
-    vnni = getattr(torch.cpu, "_is_avx512_vnni_supported", None)
-    if vnni is not None and vnni():
-        return True
-    return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
-
-
 def choose_compute_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
     """The floating-point precision: the one requested, else the fastest the device computes natively."""
     if requested in FLOAT_PRECISIONS:
@@ -198,7 +172,7 @@ def choose_compute_dtype(device: torch.device, requested: str = "auto") -> torch
         raise ValueError(f"{PRECISION_ENV} must be one of auto, int8, {', '.join(FLOAT_PRECISIONS)}; got {requested!r}")
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    return torch.bfloat16 if dog_model.cpu_has_native_bf16() else torch.float32
 
 
 def read_class_labels(model_dir: Path) -> tuple[str, ...]:
@@ -320,7 +294,7 @@ def _serves_int8(model_dir: Path, device: torch.device, precision: str) -> bool:
         return True
     if device.type != "cpu":
         return False
-    if unavailable is None and not cpu_has_int8_dot_product():
+    if unavailable is None and not dog_model.cpu_has_int8_dot_product():
         unavailable = "the CPU has no int8 dot-product instructions (avx512_vnni, avx_vnni, amx_int8)"
     refusal = unavailable or int8_accuracy_refusal(model_dir)
     if refusal is not None:

@@ -24,20 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dog_model
 import torch
 from torch import nn
 
 CHECKPOINT_NAME = "checkpoint.pth"
 Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU advertises native bf16 dot products (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @dataclass(frozen=True)
@@ -87,7 +79,7 @@ def choose_compute(precision: str = "auto", *, local_rank: int = 0) -> Compute:
         torch.backends.cudnn.benchmark = True
         supported = torch.cuda.is_bf16_supported()
     else:
-        supported = cpu_has_bf16()
+        supported = dog_model.cpu_has_native_bf16()
     use_bf16 = precision == "bf16" or (precision == "auto" and supported)
     return Compute(device, torch.bfloat16 if use_bf16 else None)
 

@@ -1,10 +1,13 @@
 """Initial weights (the pinned pretrained file of the job's channel, a file, or random init when asked for) and what
-each trainable choice freezes."""
+each trainable choice freezes; which CPUs compute bf16 and int8 natively."""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import dog_model
@@ -176,3 +179,32 @@ def test_a_weights_file_given_by_path_is_held_to_the_hash_its_name_pins(tmp_path
 
     with pytest.raises(dog_model.PretrainedWeightsUnavailable, match="not the 00000000"):
         dog_model.load_initial_weights(dog_model.build_model(3), str(bad))
+
+
+@pytest.mark.parametrize(
+    ("capability", "flags", "bf16", "int8"),
+    [
+        ("AVX512", {"avx512f", "avx512_bf16", "avx512_vnni"}, True, True),
+        ("AVX512", {"avx512f", "amx_bf16", "amx_int8"}, True, True),
+        # ATEN_CPU_CAPABILITY=avx2 on the same CPU: its AVX-512 instructions go unused, bf16 would be emulated
+        ("AVX2", {"avx512f", "avx512_bf16", "avx512_vnni"}, False, False),
+        ("AVX2", {"avx2", "avx_vnni"}, False, True),
+        ("AVX2", {"avx2"}, False, False),
+    ],
+)
+def test_native_bf16_and_int8_need_the_instructions_and_kernels_that_use_them(
+    monkeypatch: pytest.MonkeyPatch, capability: str, flags: set[str], bf16: bool, int8: bool
+) -> None:
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(dog_model, "_cpu_flags", lambda: flags)
+
+    assert (dog_model.cpu_has_native_bf16(), dog_model.cpu_has_int8_dot_product()) == (bf16, int8)
+
+
+def test_kernels_capped_at_avx2_train_and_serve_in_float32() -> None:
+    probe = "import dog_model, training_loop; print(dog_model.cpu_has_native_bf16(), training_loop.choose_compute())"
+    environment = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "PYTHONPATH": str(Path(dog_model.__file__).parent)}
+
+    printed = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True)
+
+    assert printed.stdout.startswith("False Compute(device=device(type='cpu'), autocast_dtype=None)"), printed

@@ -214,9 +214,9 @@ def test_model_fn_rejects_a_nonsense_training_resolution(model_dir: Path, tmp_pa
 
 def test_precision_follows_the_hardware_unless_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu = torch.device("cpu")
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(dog_model, "cpu_has_native_bf16", lambda: False)
     assert inference.choose_compute_dtype(cpu) == torch.float32
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(dog_model, "cpu_has_native_bf16", lambda: True)
     assert inference.choose_compute_dtype(cpu) == torch.bfloat16
     assert inference.choose_compute_dtype(cpu, "float32") == torch.float32
     with pytest.raises(ValueError, match="INFERENCE_PRECISION must be one of auto, int8, float32"):
@@ -517,8 +517,8 @@ def test_automatic_precision_serves_int8_only_where_measured_good_and_fast(
     served: str,
     logged: str | None,
 ) -> None:
-    monkeypatch.setattr(inference, "cpu_has_int8_dot_product", lambda: int8_dot_product)
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(dog_model, "cpu_has_int8_dot_product", lambda: int8_dot_product)
+    monkeypatch.setattr(dog_model, "cpu_has_native_bf16", lambda: False)
     model_dir = with_metrics(int8_model_dir, tmp_path, metrics, calibration_images=calibration_images)
 
     with caplog.at_level("INFO", logger="inference"):

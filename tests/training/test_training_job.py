@@ -177,7 +177,7 @@ def test_artifact_round_trips_through_the_serving_hooks(
     ranking = response["predictions"][0] if body == "json" else response["predictions"]
     assert len(ranking) == (2 if body == "json" else TINY_CLASSES)
     assert {entry["label"] for entry in ranking} <= set(class_folder_names(TINY_CLASSES))
-    int8_allowed = inference.cpu_has_int8_dot_product() and not inference.int8_accuracy_refusal(
+    int8_allowed = dog_model.cpu_has_int8_dot_product() and not inference.int8_accuracy_refusal(
         train_model_run["model_dir"]
     )
     assert (model.precision == "int8") == bool(int8_allowed)
