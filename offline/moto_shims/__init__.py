@@ -24,7 +24,7 @@ from offline.moto_shims.sagemaker import (
     SageMakerMissingActions,
     select_training_job_summaries,
 )
-from offline.moto_shims.stepfunctions import ExecutionNameFix, FastStepFunctionsTimers
+from offline.moto_shims.stepfunctions import ExecutionNameFix, FastStepFunctionsTimers, ReusedTaskClients
 
 __all__ = [
     "PINNED_MOTO_VERSION",
@@ -41,6 +41,7 @@ __all__ = [
     "MotoPatch",
     "MotoVersionMismatch",
     "PatchSet",
+    "ReusedTaskClients",
     "SageMakerLifecycle",
     "SageMakerMissingActions",
     "fire_schedule",
@@ -66,6 +67,7 @@ def offline_aws_patches(
         InProcessLambda(lambda_overrides),
         EventBridgeRouter(),
         ExecutionNameFix(),
+        ReusedTaskClients(),
         ModelPackageEvents(),
     ]
     if fast_timers:

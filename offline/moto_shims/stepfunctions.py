@@ -7,15 +7,22 @@ loops and back-offs would only add wall time, so ``FastStepFunctionsTimers`` mak
 Execution names: in execute mode, moto 5.2.5 names an execution started without ``name`` ``None``, so a
 second such start returns the first execution or fails with ``ExecutionAlreadyExists``. AWS generates a UUID;
 ``ExecutionNameFix`` does the same.
+
+Task clients: moto's engine creates a boto3 client for every Lambda task it runs, which is a quarter of a
+state-machine test's time; ``ReusedTaskClients`` keeps one per region and service (botocore clients are thread-safe)
+for as long as it is installed.
 """
 
 from __future__ import annotations
 
+import threading
 import types
 import uuid
 from typing import Any
 
+from moto.core.models import botocore_stubber
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
@@ -54,3 +61,25 @@ class ExecutionNameFix(MotoPatch):
 
     def _patchers_to_start(self) -> list[Any]:
         return [patch_attribute(StepFunctionsParserBackend, "start_execution", _start_execution_with_generated_name)]
+
+
+class ReusedTaskClients(MotoPatch):
+    """Lambda tasks share one client per region (and per whether moto intercepts calls in-process)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._clients: dict[tuple[str, str, bool], Any] = {}
+        self._lock = threading.Lock()
+        self._create = lambda_eval_utils.boto_client_for
+
+    def _patchers_to_start(self) -> list[Any]:
+        self._clients.clear()
+        return [patch_attribute(lambda_eval_utils, "boto_client_for", self._client_for)]
+
+    def _client_for(self, region: str, service: str, state_credentials: Any = None) -> Any:
+        # moto's own function ignores state_credentials (it signs with fixed test keys), so one client serves all.
+        key = (region, service, botocore_stubber.enabled)
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = self._create(region=region, service=service, state_credentials=state_credentials)
+            return self._clients[key]

@@ -18,6 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sagemaker.models import sagemaker_backends
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from offline_moto_builders import REGION, create_function, create_state_machine, finished_execution
 
 from offline.moto_shims import (
@@ -27,6 +28,7 @@ from offline.moto_shims import (
     InProcessLambda,
     ModelPackageEvents,
     MotoVersionMismatch,
+    ReusedTaskClients,
     SageMakerMissingActions,
     fire_schedule,
     offline_aws_patches,
@@ -187,6 +189,34 @@ def test_start_execution_without_name_gets_a_unique_name() -> None:
         second = sfn.start_execution(stateMachineArn=machine_arn, input='{"a": 2}')["executionArn"]
     assert first != second
     assert not first.endswith(":None")
+
+
+def test_lambda_tasks_of_an_execution_share_one_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN three Lambda tasks in a row, and moto's client factory counting what it creates
+    created: list[str] = []
+    create = lambda_eval_utils.boto_client_for
+
+    def counting(region: str, service: str, state_credentials: Any = None) -> Any:
+        created.append(service)
+        return create(region=region, service=service, state_credentials=state_credentials)
+
+    monkeypatch.setattr(lambda_eval_utils, "boto_client_for", counting)
+    function_arn = create_function("step", "unused.handler")
+    states = {f"Step{i}": {"Type": "Task", "Resource": function_arn, "Next": f"Step{i + 1}"} for i in range(3)}
+    states["Step2"] = {"Type": "Task", "Resource": function_arn, "End": True}
+    machine_arn = create_state_machine({"StartAt": "Step0", "States": states})
+    with InProcessLambda({"step": lambda event, context: {"ran": True}}), ReusedTaskClients():
+        # WHEN the execution runs
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        started = sfn.start_execution(stateMachineArn=machine_arn, name="first", input="{}")
+        result = finished_execution(started["executionArn"])
+    # THEN every task ran, through one Lambda client
+    assert result["status"] == "SUCCEEDED" and json.loads(result["output"]) == {"ran": True}
+    assert created == ["lambda"]
+    # AND uninstalled, moto creates a client per task again
+    with InProcessLambda({"step": lambda event, context: {"ran": True}}):
+        finished_execution(sfn.start_execution(stateMachineArn=machine_arn, name="second", input="{}")["executionArn"])
+    assert created == ["lambda"] * 4
 
 
 def test_fast_timers_skip_an_hour_long_wait_and_retry_back_off() -> None:
