@@ -9,8 +9,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 import boto3
-import botocore.loaders
-import botocore.session
 from botocore.config import Config
 
 
@@ -115,15 +113,8 @@ def upload_tree(s3: Any, folder: Path, uri_prefix: str) -> int:
 MOTO_FRIENDLY_UPLOADS = Config(request_checksum_calculation="when_required")
 
 
-# One loader for every worker's session: a session's own loader parses the service's JSON model again (SageMaker's
-# is 2.6 MB), which was most of what creating a client cost (0.12 s with its own loader, 0.02 s shared).
-_SHARED_LOADER = botocore.loaders.create_loader()
-
-
 def worker_client(service: str, region: str) -> Any:
     """A client for a worker thread: its own session (the shared default one is not thread-safe)."""
-    session = botocore.session.get_session()
-    session.register_component("data_loader", _SHARED_LOADER)
-    return boto3.session.Session(botocore_session=session).client(  # type: ignore[call-overload]
+    return boto3.session.Session().client(  # type: ignore[call-overload]
         service, region_name=region, config=MOTO_FRIENDLY_UPLOADS
     )

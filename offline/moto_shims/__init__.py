@@ -24,6 +24,7 @@ from offline.moto_shims.sagemaker import (
     SageMakerMissingActions,
     select_training_job_summaries,
 )
+from offline.moto_shims.service_models import SharedServiceModels
 from offline.moto_shims.stepfunctions import ExecutionNameFix, FastStepFunctionsTimers, ReusedTaskClients
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "ReusedTaskClients",
     "SageMakerLifecycle",
     "SageMakerMissingActions",
+    "SharedServiceModels",
     "fire_schedule",
     "offline_aws_patches",
     "require_pinned_moto",
@@ -69,6 +71,7 @@ def offline_aws_patches(
         ExecutionNameFix(),
         ReusedTaskClients(),
         ModelPackageEvents(),
+        SharedServiceModels(),
     ]
     if fast_timers:
         patches.append(FastStepFunctionsTimers())

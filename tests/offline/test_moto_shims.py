@@ -30,6 +30,7 @@ from offline.moto_shims import (
     MotoVersionMismatch,
     ReusedTaskClients,
     SageMakerMissingActions,
+    SharedServiceModels,
     fire_schedule,
     offline_aws_patches,
 )
@@ -217,6 +218,26 @@ def test_lambda_tasks_of_an_execution_share_one_client(monkeypatch: pytest.Monke
     with InProcessLambda({"step": lambda event, context: {"ran": True}}):
         finished_execution(sfn.start_execution(stateMachineArn=machine_arn, name="second", input="{}")["executionArn"])
     assert created == ["lambda"] * 4
+
+
+def test_sessions_created_while_installed_load_each_service_model_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def loader(session: boto3.session.Session) -> Any:
+        return session._session.get_component("data_loader")
+
+    with SharedServiceModels():
+        first, second = boto3.session.Session(), boto3.session.Session()
+        first.client("sagemaker", region_name=REGION)
+        # THEN a second session's client finds SageMaker's model already loaded, in the one shared loader
+        assert loader(first) is loader(second)
+        model = loader(second).load_service_model("sagemaker", "service-2")
+        assert model is loader(first).load_service_model("sagemaker", "service-2")
+        # AND a session with its own AWS_DATA_PATH keeps a loader of its own
+        monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+        assert loader(boto3.session.Session()) is not loader(first)
+        monkeypatch.delenv("AWS_DATA_PATH")
+    assert loader(boto3.session.Session()) is not loader(first)
 
 
 def test_fast_timers_skip_an_hour_long_wait_and_retry_back_off() -> None:
