@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -44,6 +45,7 @@ from offline.local_sagemaker.endpoints import (
 from offline.local_sagemaker.progress import LogCallback, ProgressCallback, ProgressEvent
 from offline.local_sagemaker.training import JobServices, RuleEvaluator, SpotInterruptions, TrainingRun
 from offline.local_sagemaker.tuning import TuningRun
+from offline.local_sagemaker.warm_interpreter import JobProcesses
 from offline.moto_shims import MotoPatch, PatchSet, SageMakerMissingActions
 from offline.moto_shims._base import patch_attribute
 
@@ -157,6 +159,8 @@ class LocalSageMaker:
     managed-spot job it selects loses its capacity once, right after its first checkpoint, and restarts from the
     checkpoints synced to ``CheckpointConfig.S3Uri`` (SecondaryStatus Interrupted → Restarting → Training).
     ``stall_timeout_seconds``: a job whose process prints nothing for that long fails as stuck (default: never).
+    ``warm_interpreter``: fork each host's command from one interpreter that has imported torch already
+    (warm_interpreter.py), instead of starting a fresh one that spends seconds importing it.
     """
 
     def __init__(
@@ -173,10 +177,12 @@ class LocalSageMaker:
         endpoint_startup_timeout_seconds: float = 180.0,
         spot_interruptions: SpotInterruptions | None = None,
         stall_timeout_seconds: float | None = None,
+        warm_interpreter: bool = True,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.seed = seed
         self._progress = progress or _ignore_progress
+        environment = dict(os.environ)
         self.job_services = JobServices(
             work_root=self.work_dir / "jobs",
             report=self._report,
@@ -186,6 +192,8 @@ class LocalSageMaker:
             python=python,
             spot_interruptions=spot_interruptions,
             stall_timeout_seconds=stall_timeout_seconds,
+            base_environment=environment,
+            processes=JobProcesses(python, environment, warm=warm_interpreter),
         )
         self.endpoints = EndpointHost(
             EndpointServices(

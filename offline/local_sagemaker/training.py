@@ -54,6 +54,7 @@ from offline.local_sagemaker.container import (
 )
 from offline.local_sagemaker.progress import LogCallback, ProgressCallback, ProgressEvent, epoch_in
 from offline.local_sagemaker.s3io import worker_client
+from offline.local_sagemaker.warm_interpreter import PRELOADED_NOTE, JobProcesses, WarmProcess
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ class JobServices:
     # Taken when the executor is created: an in-process Lambda handler patches os.environ while it runs, and its
     # variables must not leak into a job that happens to start meanwhile.
     base_environment: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    # How the hosts' commands start: forked from a warm interpreter (torch already imported) or as subprocesses.
+    processes: JobProcesses = field(default_factory=lambda: JobProcesses(sys.executable, os.environ, warm=False))
 
 
 def free_port() -> int:
@@ -191,7 +194,7 @@ class TrainingRun:
         self.epochs = int(epochs) if str(epochs).isdigit() else None
         self._spot_reclaimed = threading.Event()
         self.interruptions = 0
-        self._processes: dict[str, subprocess.Popen[str]] = {}
+        self._processes: dict[str, subprocess.Popen[str] | WarmProcess] = {}
         self._process_lock = threading.Lock()
         self._log_lock = threading.Lock()
         self._stderr_tails = {host: collections.deque[str](maxlen=STDERR_TAIL_LINES) for host in self.hosts}
@@ -505,19 +508,12 @@ class TrainingRun:
                 process_environment = {**self.services.base_environment, **environments[host]}
                 if isolated:
                     process_environment = isolate_network(process_environment)
-                # A session of its own, so that killing a host kills torchrun and every rank it started.
-                process = subprocess.Popen(
-                    command,
-                    cwd=self.layouts[host].code_dir,
-                    env=process_environment,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    errors="replace",
-                    bufsize=1,
-                    start_new_session=True,
-                )
+                # A process group of its own, so that killing a host kills torchrun and every rank it started.
+                process = self.services.processes.start(command, self.layouts[host].code_dir, process_environment)
+                if isinstance(process, WarmProcess):
+                    self._log(f"(pid {process.pid}: forked from the warm interpreter, {PRELOADED_NOTE})", host)
+                elif self.services.processes.warm_unavailable:
+                    self._log(f"(a plain process: {self.services.processes.warm_unavailable})", host)
                 self._processes[host] = process
                 readers += [
                     threading.Thread(target=self._pump, args=(host, process.stdout, False), daemon=True),
@@ -540,7 +536,7 @@ class TrainingRun:
         self._last_output = time.monotonic()
         exits: queue.Queue[tuple[str, int]] = queue.Queue()
 
-        def report_exit(host: str, process: subprocess.Popen[str]) -> None:
+        def report_exit(host: str, process: subprocess.Popen[str] | WarmProcess) -> None:
             exits.put((host, process.wait()))
 
         processes = dict(self._processes)

@@ -95,8 +95,13 @@ def pipeline(
         assert isinstance(lambdas, InProcessLambda)
         assert isinstance(router, EventBridgeRouter)
         progress: list[ProgressEvent] = []
+        # The fake training code imports nothing heavy: fresh interpreters start it faster than a warm one starts.
         executor = LocalSageMaker(
-            tmp_path / "sagemaker", rule_evaluator=rule_verdicts, training_code_dir=None, progress=progress.append
+            tmp_path / "sagemaker",
+            rule_evaluator=rule_verdicts,
+            training_code_dir=None,
+            progress=progress.append,
+            warm_interpreter=False,
         )
         with patches, ShortWaits(), executor:
             stack = deploy_to_moto(template)
