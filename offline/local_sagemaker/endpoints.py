@@ -32,6 +32,7 @@ from PIL import Image
 from offline.local_sagemaker import s3io
 from offline.local_sagemaker.progress import LogCallback, ProgressCallback, ProgressEvent
 from offline.local_sagemaker.s3io import worker_client
+from offline.local_sagemaker.warm_interpreter import JobProcesses, WarmProcess
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class Fleet:
 
     endpoint_config_name: str
     variant_name: str
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[str] | WarmProcess
     port: int
     folder: Path
 
@@ -112,6 +113,8 @@ class EndpointServices:
     python: str = sys.executable
     startup_timeout_seconds: float = 180.0
     base_environment: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    # How model servers start: forked from a warm interpreter (torch already imported) or as subprocesses.
+    processes: JobProcesses = field(default_factory=lambda: JobProcesses(sys.executable, os.environ, warm=False))
     fleets: dict[tuple[str, str, str], Fleet] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -276,6 +279,7 @@ class EndpointHost:
         log_path = folder / "server.log"
         command = [
             self.services.python,
+            "-u",
             str(MODEL_SERVER),
             "--model-dir",
             str(model_dir),
@@ -285,15 +289,11 @@ class EndpointHost:
             program,
         ]
         with log_path.open("a") as stderr_log:
-            process = subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=stderr_log,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                cwd=code_dir,
-                env={**self.services.base_environment, **environment},
+            process = self.services.processes.start(
+                command, code_dir, {**self.services.base_environment, **environment}, stderr=stderr_log
             )
+        if isinstance(process, WarmProcess):
+            self.services.log(config_name, f"model server pid {process.pid}: forked from the warm interpreter")
         port = self._wait_ready(process, log_path)
         fleet = Fleet(config_name, variant, process, port, folder)
         try:
@@ -312,7 +312,7 @@ class EndpointHost:
             return model_dir / submit_directory[len(CONTAINER_MODEL_DIR) :].lstrip("/")
         return model_dir / "code"
 
-    def _wait_ready(self, process: subprocess.Popen[str], log_path: Path) -> int:
+    def _wait_ready(self, process: subprocess.Popen[str] | WarmProcess, log_path: Path) -> int:
         lines: queue.Queue[str] = queue.Queue()
 
         def read_stdout() -> None:

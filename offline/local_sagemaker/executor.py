@@ -159,8 +159,8 @@ class LocalSageMaker:
     managed-spot job it selects loses its capacity once, right after its first checkpoint, and restarts from the
     checkpoints synced to ``CheckpointConfig.S3Uri`` (SecondaryStatus Interrupted → Restarting → Training).
     ``stall_timeout_seconds``: a job whose process prints nothing for that long fails as stuck (default: never).
-    ``warm_interpreter``: fork each host's command from one interpreter that has imported torch already
-    (warm_interpreter.py), instead of starting a fresh one that spends seconds importing it.
+    ``warm_interpreter``: fork each host's command and each model server from one interpreter that has imported
+    torch already (warm_interpreter.py), instead of starting a fresh one that spends seconds importing it.
     """
 
     def __init__(
@@ -183,6 +183,7 @@ class LocalSageMaker:
         self.seed = seed
         self._progress = progress or _ignore_progress
         environment = dict(os.environ)
+        processes = JobProcesses(python, environment, warm=warm_interpreter)
         self.job_services = JobServices(
             work_root=self.work_dir / "jobs",
             report=self._report,
@@ -193,7 +194,7 @@ class LocalSageMaker:
             spot_interruptions=spot_interruptions,
             stall_timeout_seconds=stall_timeout_seconds,
             base_environment=environment,
-            processes=JobProcesses(python, environment, warm=warm_interpreter),
+            processes=processes,
         )
         self.endpoints = EndpointHost(
             EndpointServices(
@@ -203,6 +204,8 @@ class LocalSageMaker:
                 health_check_request=health_check_request,
                 python=python,
                 startup_timeout_seconds=endpoint_startup_timeout_seconds,
+                base_environment=environment,
+                processes=processes,
             )
         )
         self.training_runs: dict[str, TrainingRun] = {}

@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -49,7 +50,7 @@ class WarmInterpreterUnavailable(RuntimeError):
 class WarmProcess:
     """A forked job process, as much of ``subprocess.Popen`` as the executor uses."""
 
-    def __init__(self, pid: int, stdout: IO[str], stderr: IO[str]) -> None:
+    def __init__(self, pid: int, stdout: IO[str], stderr: IO[str] | None) -> None:
         self.pid = pid
         self.stdout = stdout
         self.stderr = stderr
@@ -62,6 +63,17 @@ class WarmProcess:
 
     def poll(self) -> int | None:
         return self.returncode
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def send_signal(self, signal_number: int) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal_number)
 
     def wait(self, timeout: float | None = None) -> int:
         if not self._exited.wait(timeout):
@@ -108,11 +120,14 @@ class WarmInterpreter:
         """Commands this interpreter runs: ``<its python> -u <script>|-m <module> ...``."""
         return len(command) >= 3 and command[0] == self.python and command[1] == "-u" and command[2] != "-c"
 
-    def start(self, command: Sequence[str], cwd: Path, environment: Mapping[str, str]) -> WarmProcess:
+    def start(
+        self, command: Sequence[str], cwd: Path, environment: Mapping[str, str], stderr: IO[str] | None = None
+    ) -> WarmProcess:
+        """Fork ``command``; its stderr goes to a pipe (``WarmProcess.stderr``) or, when given, to ``stderr``."""
         if not self.takes(command):
             raise ValueError(f"not a command the warm interpreter runs: {list(command)[:3]}")
         stdout_read, stdout_write = os.pipe()
-        stderr_read, stderr_write = os.pipe()
+        stderr_read, stderr_write = os.pipe() if stderr is None else (-1, os.dup(stderr.fileno()))
         request = {"argv": list(command[2:]), "cwd": str(cwd), "environment": dict(environment)}
         try:
             with self._lock:
@@ -127,7 +142,7 @@ class WarmInterpreter:
                 process = WarmProcess(
                     pid,
                     open(stdout_read, encoding="utf-8", errors="replace"),  # noqa: SIM115 (the reader closes it)
-                    open(stderr_read, encoding="utf-8", errors="replace"),  # noqa: SIM115
+                    open(stderr_read, encoding="utf-8", errors="replace") if stderr is None else None,  # noqa: SIM115
                 )
                 self._processes[pid] = process
                 if pid in self._early_exits:
@@ -135,8 +150,9 @@ class WarmInterpreter:
             return process
         except BaseException:
             for fd in (stdout_read, stderr_read):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
             raise
         finally:
             os.close(stdout_write)
@@ -225,11 +241,14 @@ class JobProcesses:
         self._warm_wanted = warm
         self.warm_unavailable: str | None = None
 
-    def start(self, command: Sequence[str], cwd: Path, environment: Mapping[str, str]) -> WarmProcess | Any:
+    def start(
+        self, command: Sequence[str], cwd: Path, environment: Mapping[str, str], stderr: IO[str] | None = None
+    ) -> WarmProcess | Any:
+        """``command`` started; its stderr piped, or written to ``stderr`` when given."""
         warm = self._warm_interpreter()
         if warm is not None and warm.takes(command):
             try:
-                return warm.start(command, cwd, environment)
+                return warm.start(command, cwd, environment, stderr)
             except WarmInterpreterUnavailable as error:
                 self.warm_unavailable = str(error)
         return subprocess.Popen(
@@ -238,7 +257,7 @@ class JobProcesses:
             env=dict(environment),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.PIPE if stderr is None else stderr,
             text=True,
             errors="replace",
             bufsize=1,
@@ -261,8 +280,13 @@ class JobProcesses:
 def _serve(channel: socket.socket) -> None:
     import importlib
 
-    for name in PRELOADED:
-        importlib.import_module(name)
+    try:
+        os.close(os.pidfd_open(os.getpid()))  # how the server learns that a child ended (Linux 5.3 and later)
+        for name in PRELOADED:
+            importlib.import_module(name)
+    except (AttributeError, OSError, ImportError) as error:
+        channel.send(json.dumps({"error": f"{type(error).__name__}: {error}"}).encode())
+        return
     channel.send(json.dumps({"ready": True}).encode())
     selector = selectors.DefaultSelector()
     selector.register(channel, selectors.EVENT_READ)

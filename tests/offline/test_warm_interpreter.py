@@ -128,6 +128,23 @@ def test_a_killed_process_group_reports_the_signal_as_popen_does(warm: WarmInter
     assert process.wait(timeout=30) == -signal.SIGKILL
 
 
+def test_a_server_writes_its_stderr_to_a_file_and_stops_on_terminate(warm: WarmInterpreter, tmp_path: Path) -> None:
+    # GIVEN a long-running process (as a model server is) whose stderr goes to its log file
+    script(
+        tmp_path,
+        "serve.py",
+        "import sys, time\nsys.stderr.write('log')\nprint('READY 1', flush=True)\ntime.sleep(60)\n",
+    )
+    with (tmp_path / "server.log").open("a") as log:
+        process = warm.start([PYTHON, "-u", "serve.py"], tmp_path, {}, stderr=log)
+    assert process.stdout.readline() == "READY 1\n" and process.stderr is None
+    # WHEN it is asked to stop
+    process.terminate()
+    # THEN it ended on SIGTERM, its stderr in the file
+    assert process.wait(timeout=30) == -signal.SIGTERM
+    assert (tmp_path / "server.log").read_text() == "log"
+
+
 def test_omp_num_threads_of_the_job_sets_torchs_threads(warm: WarmInterpreter, tmp_path: Path) -> None:
     script(tmp_path, "threads.py", "import torch\nprint(torch.get_num_threads())\n")
     _, out, _ = finished(warm.start([PYTHON, "-u", "threads.py"], tmp_path, {"OMP_NUM_THREADS": "1"}))
