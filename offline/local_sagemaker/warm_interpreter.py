@@ -1,4 +1,4 @@
-"""Training processes forked from a warm interpreter: torch already imported, the job's own code not.
+"""Job processes and model servers forked from a warm interpreter: torch already imported, the job's code not.
 
 A training job's process spends its first seconds importing torch and torchvision (3.5 s on a fast 2-core machine,
 8 s on a slow one), and a run of the offline pipeline or the test suite starts dozens of them. ``WarmInterpreter``
@@ -11,10 +11,10 @@ atexit handlers run, and the exit status (or killing signal) reported back as ``
 
 The start-up hooks a fresh interpreter would import from the job's path (``sitecustomize``: network isolation's
 bootstrap) run in the child before the script. What differs from a fresh interpreter: the preloaded modules were
-imported under the environment the warm interpreter started with (one per Python and environment in a process,
-``shared_interpreter``), so what torch reads at import comes from there (``OMP_NUM_THREADS`` aside: the child applies
-the job's), and they were imported before the hooks ran. So only commands of this same Python are forked; others,
-and every command when the warm interpreter cannot start, run as plain subprocesses, which
+imported under the environment the warm interpreter started with (one per Python and per value of the variables
+read at import, ``shared_interpreter``), so what torch reads at import comes from there (``OMP_NUM_THREADS`` aside:
+the child applies the job's), and they were imported before the hooks ran. So only commands of this same Python are
+forked; others, and every command when the warm interpreter cannot start, run as plain subprocesses, which
 ``LocalSageMaker(warm_interpreter=False)`` also asks for.
 
 This file is both sides: ``WarmInterpreter`` (imported by the executor) and, run by path, the server.
@@ -100,6 +100,7 @@ class WarmInterpreter:
         )
         theirs.close()
         self._lock = threading.Lock()
+        self._one_start_at_a_time = threading.Lock()
         self._processes: dict[int, WarmProcess] = {}
         self._early_exits: dict[int, int] = {}
         self._started: list[int] = []
@@ -130,7 +131,8 @@ class WarmInterpreter:
         stderr_read, stderr_write = os.pipe() if stderr is None else (-1, os.dup(stderr.fileno()))
         request = {"argv": list(command[2:]), "cwd": str(cwd), "environment": dict(environment)}
         try:
-            with self._lock:
+            # One request in flight: the server answers in order, and a waiting thread releases self._lock.
+            with self._one_start_at_a_time, self._lock:
                 if self._gone:
                     raise WarmInterpreterUnavailable(self._gone)
                 socket.send_fds(self._socket, [json.dumps(request).encode()], [stdout_write, stderr_write])

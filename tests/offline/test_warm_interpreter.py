@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,6 +88,28 @@ def test_exit_statuses_are_those_of_a_fresh_interpreter(warm: WarmInterpreter, t
         last_error_line = err.strip().splitlines()[-1] if err.strip() else ""
         assert (code, last_error_line) == (expected_code, expected_error), body
     assert out == "atexit ran\n"
+
+
+def test_processes_started_at_once_from_many_threads_each_get_their_own_pid_and_status(
+    warm: WarmInterpreter, tmp_path: Path
+) -> None:
+    script(tmp_path, "own.py", "import os, sys\nprint(os.getpid())\nsys.exit(int(sys.argv[1]))\n")
+    results: dict[int, tuple[int, str, int]] = {}
+
+    def run(number: int) -> None:
+        process = warm.start([PYTHON, "-u", "own.py", str(number)], tmp_path, {})
+        code, out, _ = finished(process)
+        results[number] = (process.pid, out.strip(), code)
+
+    threads = [threading.Thread(target=run, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert {number: (str(pid), code) for number, (pid, _, code) in results.items()} == {
+        number: (printed, number) for number, (_, printed, _) in results.items()
+    }
+    assert sorted(results) == list(range(8))
 
 
 def test_a_module_runs_as_main(warm: WarmInterpreter, tmp_path: Path) -> None:
