@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 from moto.core.utils import utcnow
 from moto.sagemaker.models import FakeTrainingJob
 
@@ -109,6 +110,14 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _group_of(pid: int) -> int:
+    """The process group of ``pid``, or ``pid`` itself once it has gone (killpg then finds nothing)."""
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return pid
 
 
 def _replicate(source: Path, destination: Path) -> None:
@@ -305,12 +314,18 @@ class TrainingRun:
         self._signal_hosts(signal.SIGTERM)
 
     def _signal_hosts(self, signal_number: int) -> None:
-        """Signal every host's process group: a host's torchrun and the ranks it started go together."""
+        """Signal every process of every host, as an instance's shutdown does: the host's process group, and the
+        ranks its torchrun started, which torchrun puts in sessions of their own (a SIGKILLed torchrun would
+        otherwise leave them running, still writing checkpoints beside the restarted job)."""
         with self._process_lock:
             for process in self._processes.values():
                 if process.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal_number)
+                    ranks: list[psutil.Process] = []
+                    with contextlib.suppress(psutil.Error):
+                        ranks = psutil.Process(process.pid).children(recursive=True)
+                    for group in dict.fromkeys([process.pid, *(_group_of(rank.pid) for rank in ranks)]):
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.killpg(group, signal_number)
 
     def run(self) -> None:
         self.job_dir.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ tested in test_spot_interruption.py.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import psutil
 import pytest
 from offline_moto_builders import REGION, read_tarball, tarball
 
@@ -219,3 +221,28 @@ def test_a_failing_host_fails_the_job_at_once_with_its_reason_and_ends_the_other
     run = executor.training_runs["fail-2"]
     assert all(process.poll() is not None for process in run._processes.values())
     assert run._processes["algo-1"].returncode != 0
+
+
+# The first host's rank prints its pid and would run for ten minutes; the second host's rank fails at once.
+RANK_OUTLIVES_SCRIPT = """
+    import os, sys, time
+    if os.environ["SM_CURRENT_HOST"] == "algo-2":
+        sys.exit(7)
+    print(f"rank 0 pid {os.getpid()}", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_killing_a_torchrun_host_also_kills_the_ranks_it_started(executor: LocalSageMaker) -> None:
+    # GIVEN a 2-instance torch_distributed job whose second host fails while the first host's rank trains on;
+    # torchrun starts each rank in a session of its own, so killing torchrun's process group alone misses it
+    _create_job("orphan-2", RANK_OUTLIVES_SCRIPT, hosts=2, distributed=True)
+    executor.wait_idle(120)
+    assert _describe("orphan-2")["TrainingJobStatus"] == "Failed"
+    # THEN the first host's rank was killed with its torchrun, as an instance's processes end with it
+    log = executor.training_runs["orphan-2"].log_file.read_text()
+    (pid,) = re.findall(r"\[algo-1\] rank 0 pid (\d+)", log)
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(int(pid)) and psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, f"rank 0 (pid {pid}) outlived its killed host"
+        time.sleep(0.1)
