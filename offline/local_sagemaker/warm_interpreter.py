@@ -9,6 +9,10 @@ never CUDA: nothing that reads the job's environment) and then forks a child per
 ``sys.argv`` and ``sys.path`` (the script's folder, then the job's ``PYTHONPATH``), the script run as ``__main__``,
 atexit handlers run, and the exit status (or killing signal) reported back as ``subprocess.Popen`` reports it.
 
+A forked ``python -u -m torch.distributed.run ...`` (a multi-instance or multi-GPU job's host) forks its workers,
+one per rank, from itself in the same way instead of starting fresh interpreters (``_fork_torchrun_workers``); they
+stay torchrun's children, in sessions of their own, as torchrun's own ``Popen`` would make them.
+
 The start-up hooks a fresh interpreter would import from the job's path (``sitecustomize``: network isolation's
 bootstrap) run in the child before the script. What differs from a fresh interpreter: the preloaded modules were
 imported under the environment the warm interpreter started with (one per Python and per value of the variables
@@ -279,8 +283,16 @@ class JobProcesses:
 # --- the server (run by path: python warm_interpreter.py <socket fd>) ------------------------------------------
 
 
+_SERVER_PATH: list[str] = []
+
+
 def _serve(channel: socket.socket) -> None:
     import importlib
+
+    # The path a fresh interpreter of this Python starts with, without the server's own PYTHONPATH entries: each
+    # job puts its script's folder and its own PYTHONPATH in front of it.
+    inherited = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    _SERVER_PATH[:] = [entry for entry in sys.path[1:] if entry not in inherited]
 
     try:
         os.close(os.pidfd_open(os.getpid()))  # how the server learns that a child ended (Linux 5.3 and later)
@@ -316,8 +328,6 @@ def _serve(channel: socket.socket) -> None:
 
 def _become_job(request: dict[str, Any], fds: list[int], channel: socket.socket) -> None:
     import io
-    import runpy
-    import traceback
 
     code = 1
     try:
@@ -335,26 +345,42 @@ def _become_job(request: dict[str, Any], fds: list[int], channel: socket.socket)
         sys.stderr = io.TextIOWrapper(
             io.FileIO(2, "w", closefd=False), write_through=True, line_buffering=True, errors="backslashreplace"
         )
-        os.chdir(request["cwd"])
+        argv = request["argv"]
+        if argv[:2] == ["-m", "torch.distributed.run"]:
+            _fork_torchrun_workers()
+        code = _run_as_main(argv, request["cwd"], request["environment"])
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        _exit(code)
+
+
+def _run_as_main(argv: list[str], cwd: str, environment: Mapping[str, str]) -> int:
+    """Run ``argv`` (``<script> ...`` or ``-m <module> ...``) in this process as ``python -u`` would have run it
+    in ``cwd`` with ``environment``: the exit code it asked for."""
+    import runpy
+    import traceback
+
+    try:
+        os.chdir(cwd)
         # What the preloaded modules took from the server's start: multiprocessing resolves a spawned child's
         # relative main path against the folder the process started in.
         if "multiprocessing.process" in sys.modules:
             sys.modules["multiprocessing.process"].ORIGINAL_DIR = os.getcwd()  # type: ignore[attr-defined]
-        inherited_path = os.environ.get("PYTHONPATH", "")
         os.environ.clear()
-        os.environ.update(request["environment"])
+        os.environ.update(environment)
         threads = os.environ.get("OMP_NUM_THREADS", "")
         if threads.isdigit() and int(threads) > 0:
             import torch
 
             torch.set_num_threads(int(threads))
-        base_path = [entry for entry in sys.path[1:] if entry not in inherited_path.split(os.pathsep)]
         job_path = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
-        argv = request["argv"]
         sys.orig_argv = [sys.executable, "-u", *argv]
         module = argv[1] if argv[0] == "-m" else None
         first = os.getcwd() if module else os.path.dirname(os.path.abspath(argv[0]))
-        sys.path[:] = [first, *job_path, *base_path]
+        sys.path[:] = [first, *job_path, *_SERVER_PATH]
         _run_startup_hooks()
         if module:
             sys.argv = [module, *argv[2:]]
@@ -362,23 +388,102 @@ def _become_job(request: dict[str, Any], fds: list[int], channel: socket.socket)
         else:
             sys.argv = list(argv)
             runpy.run_path(argv[0], run_name="__main__")
-        code = 0
+        return 0
     except SystemExit as exit_request:
         if exit_request.code is None or isinstance(exit_request.code, int):
-            code = exit_request.code or 0
-        else:
-            print(exit_request.code, file=sys.stderr)
-            code = 1
+            return exit_request.code or 0
+        print(exit_request.code, file=sys.stderr)
+        return 1
     except BaseException:
         traceback.print_exc()
+        return 1
+
+
+def _exit(code: int) -> None:
+    """End a forked process as the interpreter would: atexit handlers, flushed streams, no parent's cleanup."""
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    with contextlib.suppress(BaseException):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
+class ForkedWorker:
+    """A torchrun worker forked by ``_fork_torchrun_workers``: as much of ``subprocess.Popen`` as torchrun uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"torchrun worker {self.pid}", timeout or 0)
+            time.sleep(0.02)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, signal_number: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal_number)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+TORCHRUN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+
+
+def _fork_torchrun_workers() -> None:
+    """In a forked torchrun: its workers (``python -u <script>|-m <module> ...``, one per rank) forked from this
+    process, where torch is already imported, instead of started as fresh interpreters that import it again. Each
+    stays torchrun's child in a session of its own, as torchrun's ``Popen(start_new_session=True)`` makes it, with
+    torchrun's stdout and stderr (or the files torchrun redirects them to), the environment torchrun gives the
+    rank, and torchrun's signal handlers and atexit handlers reset."""
+    from torch.distributed.elastic.multiprocessing.subprocess_handler import subprocess_handler
+
+    start_fresh = subprocess_handler.SubprocessHandler._popen
+
+    def popen(handler: Any, args: tuple[str, ...], env: dict[str, str]) -> Any:
+        argv = [str(arg) for arg in args]
+        if len(argv) < 3 or argv[0] != sys.executable or argv[1] != "-u" or argv[2] == "-c":
+            return start_fresh(handler, args, env)
+        cwd = os.getcwd()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        pid = os.fork()
+        if pid:
+            print(f"local executor: torchrun's worker {pid} forked from the warm interpreter", file=sys.stderr)
+            return ForkedWorker(pid)
         code = 1
-    finally:
-        with contextlib.suppress(BaseException):
-            atexit._run_exitfuncs()
-        with contextlib.suppress(BaseException):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+        try:
+            os.setsid()
+            for signal_number in TORCHRUN_SIGNALS:
+                signal.signal(signal_number, signal.SIG_DFL)
+            atexit._clear()
+            for redirect, target in ((handler._stdout, 1), (handler._stderr, 2)):
+                if redirect is not None:
+                    os.dup2(redirect.fileno(), target)
+            code = _run_as_main(argv[2:], cwd, env)
+        finally:
+            _exit(code)
+
+    subprocess_handler.SubprocessHandler._popen = popen
 
 
 def _run_startup_hooks() -> None:

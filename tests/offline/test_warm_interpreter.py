@@ -207,3 +207,61 @@ def test_a_lost_server_ends_its_processes_and_refuses_new_ones(tmp_path: Path) -
         interpreter.start([PYTHON, "-u", "hang.py"], tmp_path, {})
     os.killpg(running.pid, signal.SIGKILL)
     interpreter.close()
+
+
+TORCHRUN = [PYTHON, "-u", "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+            "--master_addr", "127.0.0.1"]  # fmt: skip
+
+
+def test_torchruns_workers_are_forked_as_its_own_children_in_sessions_of_their_own(
+    warm: WarmInterpreter, tmp_path: Path
+) -> None:
+    # GIVEN a script that reports what torchrun gave each rank, and whether it started with torch imported
+    script(
+        tmp_path,
+        "rank.py",
+        """\
+        import os, sys
+        preloaded = "torch" in sys.modules
+        import torch.distributed as dist
+        dist.init_process_group("gloo")
+        line = (f"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']} preloaded {preloaded} own session "
+                f"{os.getsid(0) == os.getpid()} parent {os.getppid()} argv {sys.argv} cwd {os.getcwd()} job "
+                f"{os.environ['JOB_A']}\\n")
+        os.write(1, line.encode())  # one write per rank: the two ranks share torchrun's stdout
+        dist.destroy_process_group()
+        """,
+    )
+    port = str(free_port())
+    # WHEN torchrun starts two ranks from the warm interpreter
+    command = [*TORCHRUN, "--master_port", port, "rank.py", "--x", "1"]
+    process = warm.start(command, tmp_path, os.environ | {"JOB_A": "a"})
+    code, out, err = finished(process)
+    # THEN both ranks ran forked (torch already there), each torchrun's child in its own session, as fresh ones would
+    assert code == 0, err[:3000]
+    assert sorted(line.split(" parent")[0] for line in out.splitlines()) == [
+        "rank 0 of 2 preloaded True own session True",
+        "rank 1 of 2 preloaded True own session True",
+    ]
+    for line in out.splitlines():
+        assert f"parent {process.pid} argv ['rank.py', '--x', '1'] cwd {tmp_path} job a" in line
+    assert err.count("forked from the warm interpreter") == 2
+
+
+def test_a_forked_torchrun_worker_failing_or_killed_fails_torchrun_with_its_reason(
+    warm: WarmInterpreter, tmp_path: Path
+) -> None:
+    script(tmp_path, "exits.py", "import os, sys\nsys.exit(5 if os.environ['RANK'] == '1' else 0)\n")
+    script(tmp_path, "killed.py", "import os, signal\nif os.environ['RANK'] == '1':\n    os.kill(os.getpid(), 9)\n")
+    for name, expected in (("exits.py", "exitcode  : 5"), ("killed.py", "Signal 9 (SIGKILL) received by PID")):
+        process = warm.start([*TORCHRUN, "--master_port", str(free_port()), name], tmp_path, dict(os.environ))
+        code, _, err = finished(process)
+        assert code == 1 and expected in err, err[-2000:]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -4,13 +4,14 @@ process: the shards, the ranks' shared result, rank 0 as the only writer, a resu
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import training_job
 from conftest import TINY_IMAGE_SIZE
 from distributed_training import DistributedLaunchError, Ranks
 
+from offline.local_sagemaker.warm_interpreter import JobProcesses
 from offline.synthetic_dataset import write_dataset_zip
 
 TRAINING_CODE = Path(training_job.__file__).parent
@@ -30,6 +32,7 @@ TRAINING_CODE = Path(training_job.__file__).parent
 # or network needed, and the head converges in a few epochs on the learnable set.
 HEAD_ARGS = ["--weights", "stand-in", "--image_size", str(TINY_IMAGE_SIZE), "--batch_size", "16", "--num_threads",
              "1", "--profiler_interval_ms", "100"]  # fmt: skip
+JOB_PROCESSES = JobProcesses(sys.executable, os.environ)
 EPOCH_LINE = re.compile(r"^epoch=(\d+) .*valid_accuracy=([\d.]+)", re.MULTILINE)
 SHARD_LINE = re.compile(r"shard rank=(\d+) split=(\w+) images=(\d+) paths_sha256=(\w+)")
 
@@ -48,17 +51,25 @@ def run_hosts(tmp: Path, hosts: int, script: str, args: list[str], *, timeout: f
     for host in range(hosts):
         folders = {name: tmp / f"algo-{host + 1}" / name for name in ("model", "output", "checkpoints")}
         folders["checkpoints"].mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(hosts), "--nproc_per_node", "1",
+        command = [sys.executable, "-u", "-m", "torch.distributed.run", "--nnodes", str(hosts), "--nproc_per_node", "1",
                    "--node_rank", str(host), "--master_addr", "127.0.0.1", "--master_port", str(port),
                    script, *args, "--model_dir", str(folders["model"]), "--output_data_dir", str(folders["output"]),
                    "--checkpoint_dir", str(folders["checkpoints"])]  # fmt: skip
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SMDEBUG"))}
         environment |= {"SM_NUM_GPUS": "0", "SM_HOSTS": json.dumps([f"algo-{h + 1}" for h in range(hosts)])}
-        process = subprocess.Popen(command, cwd=TRAINING_CODE, env=environment, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-        runs.append({"process": process, **folders})
+        # As the local executor starts a host: torchrun and its ranks forked from the warm interpreter.
+        process = JOB_PROCESSES.start(command, TRAINING_CODE, environment)
+        streams = {name: io.StringIO() for name in ("stdout", "stderr")}
+        readers = [threading.Thread(target=shutil.copyfileobj, args=(getattr(process, name), streams[name]))
+                   for name in streams]  # fmt: skip
+        for reader in readers:
+            reader.start()
+        runs.append({"process": process, "readers": readers, "streams": streams, **folders})
     for run in runs:
-        run["stdout"], run["stderr"] = run["process"].communicate(timeout=timeout)
+        run["process"].wait(timeout=timeout)
+        for reader in run["readers"]:
+            reader.join(timeout=timeout)
+        run["stdout"], run["stderr"] = (run["streams"][name].getvalue() for name in ("stdout", "stderr"))
         assert run["process"].returncode == 0, run["stderr"][-3000:]
     return runs
 
