@@ -1,13 +1,15 @@
-"""Fixtures shared by every test: fake credentials, a fresh client cache, a Lambda context."""
+"""Fixtures shared by every test: fake credentials, a fresh client cache, one botocore loader, a Lambda context."""
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
+from offline.moto_shims import SharedServiceModels
 from pipeline.common.clients import reset_clients
 
 REGION = "us-east-1"
@@ -38,6 +40,15 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def fresh_clients() -> None:
     reset_clients()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def shared_service_models() -> Iterator[None]:
+    """Every botocore session of the test process shares one loader, as in the offline run: the service models
+    (SageMaker's JSON is 2.6 MB) are parsed once per worker instead of once per test's clients. Clients, sessions
+    and moto's state stay per test; botocore only reads the models."""
+    with SharedServiceModels():
+        yield
 
 
 @dataclass

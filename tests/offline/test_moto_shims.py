@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import moto
 import pytest
 from botocore.exceptions import ClientError
@@ -226,6 +228,8 @@ def test_sessions_created_while_installed_load_each_service_model_once(
     def loader(session: boto3.session.Session) -> Any:
         return session._session.get_component("data_loader")
 
+    # (tests/conftest.py shares one loader for the whole test session: start from botocore's own behaviour)
+    monkeypatch.setattr(botocore.session, "create_loader", botocore.loaders.create_loader)
     with SharedServiceModels():
         first, second = boto3.session.Session(), boto3.session.Session()
         first.client("sagemaker", region_name=REGION)
