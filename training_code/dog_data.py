@@ -36,6 +36,7 @@ import logging
 import mmap
 import os
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +61,9 @@ DEFAULT_BUDGET_FRACTION = 0.5
 RELEASE_EVERY_BYTES = 256 * 1024 * 1024
 # Images decoded per round: bounds the decoded images waiting to be copied into the cache.
 DECODE_CHUNK = 512
+# decode_split times this thread against its pool on a split of at least this many chunks.
+TRIAL_MIN_CHUNKS = 4
+THIS_THREAD = "this thread"
 
 
 class DatasetError(ValueError):
@@ -95,6 +99,7 @@ class DecodedSplit:
     corrupt_files: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)  # of the decoded images, in order (corrupt ones left out)
     cache_file: str | None = None  # the (already unlinked) scratch file behind ``images``; None: in memory
+    decode_workers: int | None = None  # the threads decode_split's trial chose (1: the calling thread); None: no trial
     _mapping: Any = field(default=None, repr=False)  # the numpy.memmap, kept alive with the tensor
     _read_since_release: int = field(default=0, repr=False)
 
@@ -233,6 +238,11 @@ def decode_image(data: bytes, image_size: int) -> torch.Tensor:
     return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(image_size, image_size, 3)
 
 
+def _faster(seconds_per_image: Mapping[str, float], threads: int) -> str:
+    """The way that decoded an image faster in decode_split's trial; without a trial, the pool of ``threads``."""
+    return min(seconds_per_image, key=seconds_per_image.__getitem__, default=THIS_THREAD if threads == 1 else "pool")
+
+
 def decoded_bytes(images: int, image_size: int) -> int:
     """Bytes of ``images`` decoded uint8 (H, W, 3) images: 150,528 per image at 224 px."""
     return images * image_size * image_size * 3
@@ -342,12 +352,25 @@ def decode_split(
         file_path = Path(name)
         out = os.fdopen(handle, "wb")
     try:
-        # PIL releases the GIL while decoding, so threads use every core before training starts. Chunks bound the
-        # decoded images waiting to be copied into the cache (the whole split never sits in a Python list).
-        with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
-            for chunk_start in range(0, len(refs), DECODE_CHUNK):
+        # PIL releases the GIL while decoding, so threads use every core before training starts when decoding is
+        # the cost (photo-sized JPEGs: 860 against 470 images/s on 2 cores at 224 px). On small files the
+        # per-image Python work is the cost and threads only contend for the GIL (1 KB JPEGs: 3,450 against 6,300
+        # images/s). So, unless ``workers`` is given, a split of enough chunks decodes its second chunk on this
+        # thread and its third on the pool (the first warms both up), and the faster way decodes the rest.
+        # Chunks bound the decoded images waiting to be copied into the cache (the whole split never sits in a
+        # Python list).
+        threads = workers or min(4, os.cpu_count() or 1)
+        ways = {1: THIS_THREAD, 2: f"{threads} threads"}
+        chunk_starts = range(0, len(refs), DECODE_CHUNK)
+        seconds_per_image: dict[str, float] = {}
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for number, chunk_start in enumerate(chunk_starts):
                 chunk = refs[chunk_start : chunk_start + DECODE_CHUNK]
-                for ref, image in zip(chunk, pool.map(load, chunk), strict=True):
+                trial = workers is None and threads > 1 and len(chunk_starts) >= TRIAL_MIN_CHUNKS and number in ways
+                way = ways[number] if trial else _faster(seconds_per_image, threads)
+                started = time.perf_counter()
+                images = map(load, chunk) if way == THIS_THREAD else pool.map(load, chunk)
+                for ref, image in zip(chunk, images, strict=True):
                     if image is None:
                         corrupt.append(ref.path)
                         continue
@@ -356,6 +379,14 @@ def decode_split(
                     else:
                         out.write(image.numpy().tobytes())
                     kept.append(ref)
+                if trial:
+                    seconds_per_image[way] = (time.perf_counter() - started) / len(chunk)
+        chosen_workers = None
+        if len(seconds_per_image) == 2:
+            faster = _faster(seconds_per_image, threads)
+            chosen_workers = 1 if faster == THIS_THREAD else threads
+            timings = ", ".join(f"{way} {seconds * 1e3:.2f} ms" for way, seconds in seconds_per_image.items())
+            logger.info("decoding %s on %s (per image: %s)", split, faster, timings)
         if refs and len(corrupt) / len(refs) > max_corrupt_fraction:
             raise DatasetError(
                 f"{index.source}: {len(corrupt)} of {len(refs)} images in {split}/ are corrupt "
@@ -366,11 +397,15 @@ def decode_split(
         if file_path is None:
             # A view: the few corrupt images' rows stay allocated, rather than a second copy of the split.
             images = buffer[: len(kept)]
-            return DecodedSplit(images=images, labels=labels, corrupt_files=corrupt, paths=paths)
+            return DecodedSplit(
+                images=images, labels=labels, corrupt_files=corrupt, paths=paths, decode_workers=chosen_workers
+            )
         out.close()
         if not kept:
             empty = torch.empty((0, *shape), dtype=torch.uint8)
-            return DecodedSplit(images=empty, labels=labels, corrupt_files=corrupt, paths=paths)
+            return DecodedSplit(
+                images=empty, labels=labels, corrupt_files=corrupt, paths=paths, decode_workers=chosen_workers
+            )
         # Copy-on-write: writable for torch.from_numpy, but no reader writes, and the file is never changed.
         mapping = np.memmap(file_path, dtype=np.uint8, mode="c", shape=(len(kept), *shape))
         return DecodedSplit(
@@ -379,6 +414,7 @@ def decode_split(
             corrupt_files=corrupt,
             paths=paths,
             cache_file=str(file_path),
+            decode_workers=chosen_workers,
             _mapping=mapping,
         )
     finally:
@@ -401,6 +437,7 @@ def decode_splits(
     cache_dir = cache_dir or default_cache_dir()
     plan = plan_decoded_cache({name: len(index.splits[name]) for name in splits}, image_size, budget_bytes)
     decoded = {}
+    workers = None  # the first split large enough for decode_split's trial decides for the splits after it
     for name, decision in plan.items():
         logger.info("decoded cache: %s", decision.describe(cache_dir))
         decoded[name] = decode_split(
@@ -408,8 +445,10 @@ def decode_splits(
             name,
             image_size,
             max_corrupt_fraction=max_corrupt_fraction,
+            workers=workers,
             cache_dir=cache_dir if decision.on_disk else None,
         )
+        workers = workers or decoded[name].decode_workers
     return decoded
 
 

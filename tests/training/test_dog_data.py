@@ -56,6 +56,49 @@ def test_decode_gives_uint8_nhwc_at_the_asked_size(tiny_dataset_zip: Path) -> No
     assert split.corrupt_files == []
 
 
+def test_decoding_times_this_thread_against_the_pool_and_the_later_splits_follow_the_faster(
+    tiny_dataset_zip: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN chunks small enough that train (48 images) has the trial's chunks and valid (16) too few for a trial
+    monkeypatch.setattr(dog_data, "DECODE_CHUNK", 8)
+    monkeypatch.setattr(dog_data.os, "cpu_count", lambda: 2)
+    index = dog_data.index_dataset(tiny_dataset_zip)
+    pooled = dog_data.decode_splits(index, 24, max_corrupt_fraction=0.0, budget_bytes=1 << 30, splits=("train",))
+
+    # WHEN the splits are decoded with the number of threads left to the trial
+    with caplog.at_level("INFO", logger="dog_data"):
+        decoded = dog_data.decode_splits(index, 24, max_corrupt_fraction=0.0, budget_bytes=1 << 30)
+
+    # THEN train timed both ways and says which it chose; valid, too small to time, was decoded the chosen way
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("decoding train on ")]
+    assert "(per image: this thread " in line and ", 2 threads " in line
+    assert decoded["train"].decode_workers == (1 if line.startswith("decoding train on this thread") else 2)
+    assert decoded["valid"].decode_workers is None
+    assert not any(r.getMessage().startswith("decoding valid") for r in caplog.records)
+    # AND either way the images are those the pool decodes, in the same order
+    assert torch.equal(decoded["train"].images, pooled["train"].images)
+    assert decoded["train"].paths == pooled["train"].paths
+
+
+def test_decode_splits_passes_the_trials_choice_to_the_later_splits(
+    tiny_dataset_zip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: dict[str, int | None] = {}
+    decode_split = dog_data.decode_split
+
+    def recording(index: dog_data.DatasetIndex, split: str, *args: object, **kwargs: object) -> dog_data.DecodedSplit:
+        asked[split] = kwargs.get("workers")  # type: ignore[assignment]
+        decoded = decode_split(index, split, *args, **kwargs)  # type: ignore[arg-type]
+        if split == "train":
+            decoded.decode_workers = 1  # as if the trial had found this thread faster
+        return decoded
+
+    monkeypatch.setattr(dog_data, "decode_split", recording)
+    index = dog_data.index_dataset(tiny_dataset_zip)
+    dog_data.decode_splits(index, 24, max_corrupt_fraction=0.0, budget_bytes=1 << 30)
+    assert asked == {"train": None, "valid": 1, "test": 1}
+
+
 def _with_corrupt_images(tiny_dataset_zip: Path, target: Path, how_many: int) -> Path:
     folder = extract(tiny_dataset_zip, target) / "dogImages" / "train" / "002.Afghan_hound"
     victims = sorted(folder.glob("*.jpg"))[:how_many]
