@@ -159,6 +159,7 @@ class LocalSageMaker:
     managed-spot job it selects loses its capacity once, right after its first checkpoint, and restarts from the
     checkpoints synced to ``CheckpointConfig.S3Uri`` (SecondaryStatus Interrupted → Restarting → Training).
     ``stall_timeout_seconds``: a job whose process prints nothing for that long fails as stuck (default: never).
+    ``rule_timeout_seconds``: a rule job running longer is stopped, and its rules end in Error saying so.
     ``warm_interpreter``: fork each host's command and each model server from one interpreter that has imported
     torch already (warm_interpreter.py), instead of starting a fresh one that spends seconds importing it.
     """
@@ -177,6 +178,7 @@ class LocalSageMaker:
         endpoint_startup_timeout_seconds: float = 180.0,
         spot_interruptions: SpotInterruptions | None = None,
         stall_timeout_seconds: float | None = None,
+        rule_timeout_seconds: float = 900.0,
         warm_interpreter: bool = True,
     ) -> None:
         self.work_dir = Path(work_dir)
@@ -193,6 +195,7 @@ class LocalSageMaker:
             python=python,
             spot_interruptions=spot_interruptions,
             stall_timeout_seconds=stall_timeout_seconds,
+            rule_timeout_seconds=rule_timeout_seconds,
             base_environment=environment,
             processes=processes,
         )

@@ -816,21 +816,30 @@ class TrainingRun:
 
     def _run_rule_runner(self, output_name: str, arguments: list[str]) -> dict[str, Any]:
         output = self.job_dir / output_name
-        command = [self.services.python, str(RULE_RUNNER), *arguments, "--output", str(output)]
+        command = [self.services.python, "-u", str(RULE_RUNNER), *arguments, "--output", str(output)]
         for folder in (self.layout.code_dir, *self.services.fallback_code_dirs):
             command += ["--code-dir", str(folder)]
-        completed = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=self.services.rule_timeout_seconds,
-            check=False,
-            env=dict(self.services.base_environment),
-        )
-        for line in (completed.stdout + completed.stderr).splitlines():
+        # Like a job's host: forked from the warm interpreter where it can be (smdebug and torch, 3-4 s a start).
+        process = self.services.processes.start(command, self.job_dir, dict(self.services.base_environment))
+        timeout = self.services.rule_timeout_seconds
+        deadline = threading.Timer(timeout, process.kill)
+        deadline.start()
+        stderr: list[str] = []
+        reader = threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True)
+        reader.start()
+        stdout = process.stdout.read()
+        reader.join()
+        code = process.wait()
+        process.stdout.close()
+        process.stderr.close()
+        timed_out = not deadline.is_alive()
+        deadline.cancel()
+        for line in (stdout + "".join(stderr)).splitlines():
             self._log(f"[rules] {line}")
-        if completed.returncode != 0:
-            tail = " | ".join(completed.stderr.strip().splitlines()[-3:])
-            raise RuleEvaluationError(f"exit code {completed.returncode}: {tail}")
+        if timed_out:
+            raise RuleEvaluationError(f"rule evaluation ran past {timeout:g} s and was stopped")
+        if code != 0:
+            tail = " | ".join("".join(stderr).strip().splitlines()[-3:])
+            raise RuleEvaluationError(f"exit code {code}: {tail}")
         results: dict[str, Any] = json.loads(output.read_text())
         return results

@@ -11,6 +11,7 @@ import re
 import textwrap
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -74,24 +75,25 @@ TINY_TRAINING = """
 """
 
 
-def test_real_hook_tensors_are_judged_by_the_projects_rules(tmp_path: Path) -> None:
-    # GIVEN a job shaped like StartTraining's: the pipeline's collections and rule configurations
+def _run_job_with_rules(tmp_path: Path, name: str, debug_rules: str, rule_timeout_seconds: float = 900) -> Any:
+    """A job shaped like StartTraining's (the pipeline's collections and rule configurations) training the tiny
+    network with the project's hook; the rule jobs load ``debug_rules`` from the job's source."""
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key="validated/dogs.zip", Body=b"unused")
     source = {
         "train.py": textwrap.dedent(TINY_TRAINING),
         "debug_hook.py": (TRAINING_CODE / "debug_hook.py").read_text(),
-        "debug_rules.py": (TRAINING_CODE / "debug_rules.py").read_text(),
+        "debug_rules.py": debug_rules,
     }
     s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=tarball(source))
     hyperparameters = {
         "sagemaker_program": "train.py",
         "sagemaker_submit_directory": f"s3://{BUCKET}/code/sourcedir.tar.gz",
     }
-    with LocalSageMaker(tmp_path / "work") as local:
+    with LocalSageMaker(tmp_path / "work", rule_timeout_seconds=rule_timeout_seconds) as local:
         boto3.client("sagemaker", region_name=REGION).create_training_job(
-            TrainingJobName="train-real-rules",
+            TrainingJobName=name,
             HyperParameters={name: json.dumps(value) for name, value in hyperparameters.items()},
             AlgorithmSpecification={
                 "TrainingImage": "pytorch",
@@ -116,7 +118,12 @@ def test_real_hook_tensors_are_judged_by_the_projects_rules(tmp_path: Path) -> N
             DebugRuleConfigurations=rule_configurations(DEBUGGER_RULES, "rules-image"),
         )
         local.wait_idle(300)
-        job = boto3.client("sagemaker", region_name=REGION).describe_training_job(TrainingJobName="train-real-rules")
+        return boto3.client("sagemaker", region_name=REGION).describe_training_job(TrainingJobName=name)
+
+
+def test_real_hook_tensors_are_judged_by_the_projects_rules(tmp_path: Path) -> None:
+    job = _run_job_with_rules(tmp_path, "train-real-rules", (TRAINING_CODE / "debug_rules.py").read_text())
+    s3 = boto3.client("s3", region_name=REGION)
     # THEN training completed and every rule was evaluated on real tensors (no Error: each found what it reads)
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     assert {m["MetricName"] for m in job["FinalMetricDataList"]} >= {"train:loss", "validation:loss"}
@@ -126,6 +133,30 @@ def test_real_hook_tensors_are_judged_by_the_projects_rules(tmp_path: Path) -> N
         assert status["RuleEvaluationStatus"] in {"NoIssuesFound", "IssuesFound"}, (name, status.get("StatusDetails"))
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="jobs/train-real-rules/debug-output/")
     assert listed["KeyCount"] > 0
+
+
+@pytest.mark.parametrize(
+    ("debug_rules", "timeout", "expected"),
+    [
+        ("raise RuntimeError('rules module broken')", 900, "exit code 1: "),
+        ("import time\ntime.sleep(120)\n", 3, "rule evaluation ran past 3 s and was stopped"),
+    ],
+    ids=["fails", "hangs"],
+)
+def test_a_rule_job_that_fails_or_hangs_ends_every_rule_in_error_saying_why(
+    tmp_path: Path, debug_rules: str, timeout: float, expected: str
+) -> None:
+    job = _run_job_with_rules(tmp_path, "train-broken-rules", debug_rules, rule_timeout_seconds=timeout)
+    # THEN the training itself completed, and each rule says its evaluation failed, and why
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    statuses = {s["RuleConfigurationName"]: s for s in job["DebugRuleEvaluationStatuses"]}
+    assert set(statuses) == set(DEBUGGER_RULES)
+    for status in statuses.values():
+        assert status["RuleEvaluationStatus"] == "Error"
+        details = status["StatusDetails"]
+        assert details.startswith("Local rule evaluation failed: RuleEvaluationError: ") and expected in details
+        if timeout == 900:
+            assert "RuntimeError: rules module broken" in details
 
 
 def test_real_tiny_training_job_then_its_model_served_by_a_local_endpoint(tmp_path: Path) -> None:
