@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -51,7 +52,27 @@ class WarmInterpreterUnavailable(RuntimeError):
     """The warm interpreter did not start (or has gone): commands run as plain subprocesses."""
 
 
-class WarmProcess:
+class _Signals:
+    """``subprocess.Popen``'s signalling, for a process whose ``poll`` says whether it still runs."""
+
+    pid: int
+
+    def poll(self) -> int | None:
+        raise NotImplementedError
+
+    def send_signal(self, signal_number: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal_number)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class WarmProcess(_Signals):
     """A forked job process, as much of ``subprocess.Popen`` as the executor uses."""
 
     def __init__(self, pid: int, stdout: IO[str], stderr: IO[str] | None) -> None:
@@ -67,17 +88,6 @@ class WarmProcess:
 
     def poll(self) -> int | None:
         return self.returncode
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def send_signal(self, signal_number: int) -> None:
-        if self.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal_number)
 
     def wait(self, timeout: float | None = None) -> int:
         if not self._exited.wait(timeout):
@@ -409,7 +419,7 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-class ForkedWorker:
+class ForkedWorker(_Signals):
     """A torchrun worker forked by ``_fork_torchrun_workers``: as much of ``subprocess.Popen`` as torchrun uses."""
 
     def __init__(self, pid: int) -> None:
@@ -424,8 +434,6 @@ class ForkedWorker:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        import time
-
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if deadline is not None and time.monotonic() > deadline:
@@ -433,17 +441,6 @@ class ForkedWorker:
             time.sleep(0.02)
         assert self.returncode is not None
         return self.returncode
-
-    def send_signal(self, signal_number: int) -> None:
-        if self.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal_number)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
 
 
 TORCHRUN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
