@@ -25,7 +25,12 @@ from offline.moto_shims.sagemaker import (
     select_training_job_summaries,
 )
 from offline.moto_shims.service_models import SharedServiceModels
-from offline.moto_shims.stepfunctions import ExecutionNameFix, FastStepFunctionsTimers, ReusedTaskClients
+from offline.moto_shims.stepfunctions import (
+    ExecutionNameFix,
+    FastStepFunctionsTimers,
+    ParsedDefinitions,
+    ReusedTaskClients,
+)
 
 __all__ = [
     "PINNED_MOTO_VERSION",
@@ -41,6 +46,7 @@ __all__ = [
     "ModelPackageEvents",
     "MotoPatch",
     "MotoVersionMismatch",
+    "ParsedDefinitions",
     "PatchSet",
     "ReusedTaskClients",
     "SageMakerLifecycle",
@@ -70,6 +76,7 @@ def offline_aws_patches(
         EventBridgeRouter(),
         ExecutionNameFix(),
         ReusedTaskClients(),
+        ParsedDefinitions(),
         ModelPackageEvents(),
         SharedServiceModels(),
     ]

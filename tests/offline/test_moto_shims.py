@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sagemaker.models import sagemaker_backends
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
 from offline_moto_builders import REGION, create_function, create_state_machine, finished_execution
 
 from offline.moto_shims import (
@@ -30,6 +31,7 @@ from offline.moto_shims import (
     InProcessLambda,
     ModelPackageEvents,
     MotoVersionMismatch,
+    ParsedDefinitions,
     ReusedTaskClients,
     SageMakerMissingActions,
     SharedServiceModels,
@@ -242,6 +244,37 @@ def test_sessions_created_while_installed_load_each_service_model_once(
         assert loader(boto3.session.Session()) is not loader(first)
         monkeypatch.delenv("AWS_DATA_PATH")
     assert loader(boto3.session.Session()) is not loader(first)
+
+
+def test_a_definition_is_parsed_once_and_every_parse_gets_components_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    grammar_runs: list[str] = []
+    full_parse = AmazonStateLanguageParser.parse
+
+    def counted(definition: str) -> Any:
+        grammar_runs.append(definition)
+        return full_parse(definition)
+
+    monkeypatch.setattr(AmazonStateLanguageParser, "parse", staticmethod(counted))
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    with ParsedDefinitions():
+        # WHEN a machine is created and run twice, and the same definition parsed again
+        machine_arn = create_state_machine(PASS_MACHINE)
+        for number in range(2):
+            execution = sfn.start_execution(stateMachineArn=machine_arn, name=f"run-{number}", input='{"a": 1}')
+            assert finished_execution(execution["executionArn"])["status"] == "SUCCEEDED"
+        first, tree = AmazonStateLanguageParser.parse(json.dumps(PASS_MACHINE))
+        second, same_tree = AmazonStateLanguageParser.parse(json.dumps(PASS_MACHINE))
+        # THEN the grammar ran once for it, yet each parse built its own components from the one tree
+        assert grammar_runs == [json.dumps(PASS_MACHINE)]
+        assert tree is same_tree and first is not second and type(first) is type(second)
+        # AND an invalid definition is refused every time, as without the patch
+        for _ in range(2):
+            with pytest.raises(ASLParserException):
+                AmazonStateLanguageParser.parse('{"StartAt": "Nowhere", "States": {"Echo": {"Type": "Nope"}}}')
+        assert len(grammar_runs) == 3
+    assert AmazonStateLanguageParser.parse is counted
 
 
 def test_fast_timers_skip_an_hour_long_wait_and_retry_back_off() -> None:
