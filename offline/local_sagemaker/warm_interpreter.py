@@ -451,7 +451,8 @@ def _fork_torchrun_workers() -> None:
     process, where torch is already imported, instead of started as fresh interpreters that import it again. Each
     stays torchrun's child in a session of its own, as torchrun's ``Popen(start_new_session=True)`` makes it, with
     torchrun's stdout and stderr (or the files torchrun redirects them to), the environment torchrun gives the
-    rank, and torchrun's signal handlers and atexit handlers reset."""
+    rank, and torchrun's signal handlers reset. The atexit handlers stay: torchrun registers none of its own, and
+    those of the preloaded modules are a fresh rank's too."""
     from torch.distributed.elastic.multiprocessing.subprocess_handler import subprocess_handler
 
     start_fresh = subprocess_handler.SubprocessHandler._popen
@@ -472,7 +473,6 @@ def _fork_torchrun_workers() -> None:
             os.setsid()
             for signal_number in TORCHRUN_SIGNALS:
                 signal.signal(signal_number, signal.SIG_DFL)
-            atexit._clear()
             for redirect, target in ((handler._stdout, 1), (handler._stderr, 2)):
                 if redirect is not None:
                     os.dup2(redirect.fileno(), target)
