@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from offline.local_sagemaker.training import free_port
 from offline.local_sagemaker.warm_interpreter import (
     JobProcesses,
     WarmInterpreter,
@@ -257,11 +258,3 @@ def test_a_forked_torchrun_worker_failing_or_killed_fails_torchrun_with_its_reas
         process = warm.start([*TORCHRUN, "--master_port", str(free_port()), name], tmp_path, dict(os.environ))
         code, _, err = finished(process)
         assert code == 1 and expected in err, err[-2000:]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sys
 import threading
 from collections import Counter
@@ -24,6 +23,7 @@ import training_job
 from conftest import TINY_IMAGE_SIZE
 from distributed_training import DistributedLaunchError, Ranks
 
+from offline.local_sagemaker.training import free_port
 from offline.local_sagemaker.warm_interpreter import JobProcesses
 from offline.synthetic_dataset import write_dataset_zip
 
@@ -35,12 +35,6 @@ HEAD_ARGS = ["--weights", "stand-in", "--image_size", str(TINY_IMAGE_SIZE), "--b
 JOB_PROCESSES = JobProcesses(sys.executable, os.environ)
 EPOCH_LINE = re.compile(r"^epoch=(\d+) .*valid_accuracy=([\d.]+)", re.MULTILINE)
 SHARD_LINE = re.compile(r"shard rank=(\d+) split=(\w+) images=(\d+) paths_sha256=(\w+)")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run_hosts(tmp: Path, hosts: int, script: str, args: list[str], *, timeout: float = 180) -> list[dict[str, Any]]:
