@@ -822,24 +822,19 @@ class TrainingRun:
         # Like a job's host: forked from the warm interpreter where it can be (smdebug and torch, 3-4 s a start).
         process = self.services.processes.start(command, self.job_dir, dict(self.services.base_environment))
         timeout = self.services.rule_timeout_seconds
-        deadline = threading.Timer(timeout, process.kill)
-        deadline.start()
-        stderr: list[str] = []
-        reader = threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True)
-        reader.start()
-        stdout = process.stdout.read()
-        reader.join()
-        code = process.wait()
-        process.stdout.close()
-        process.stderr.close()
-        timed_out = not deadline.is_alive()
-        deadline.cancel()
-        for line in (stdout + "".join(stderr)).splitlines():
+        timed_out = False
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            process.kill()
+            stdout, stderr = process.communicate()
+        for line in (stdout + stderr).splitlines():
             self._log(f"[rules] {line}")
         if timed_out:
             raise RuleEvaluationError(f"rule evaluation ran past {timeout:g} s and was stopped")
-        if code != 0:
-            tail = " | ".join("".join(stderr).strip().splitlines()[-3:])
-            raise RuleEvaluationError(f"exit code {code}: {tail}")
+        if process.returncode != 0:
+            tail = " | ".join(stderr.strip().splitlines()[-3:])
+            raise RuleEvaluationError(f"exit code {process.returncode}: {tail}")
         results: dict[str, Any] = json.loads(output.read_text())
         return results

@@ -81,6 +81,8 @@ class WarmProcess(_Signals):
         self.stderr = stderr
         self.returncode: int | None = None
         self._exited = threading.Event()
+        self._output: dict[str, str] = {}
+        self._readers: list[threading.Thread] = []
 
     def _set_exit(self, code: int) -> None:
         self.returncode = code
@@ -94,6 +96,32 @@ class WarmProcess(_Signals):
             raise subprocess.TimeoutExpired(f"warm process {self.pid}", timeout or 0)
         assert self.returncode is not None
         return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str | None]:
+        """As ``Popen.communicate``: both piped streams read to their end (on threads, so neither pipe fills while
+        the other is read), then the exit awaited; ``TimeoutExpired`` past ``timeout``, and a later call goes on."""
+        if not self._readers:
+            streams = {"stdout": self.stdout, "stderr": self.stderr}
+            for name, stream in streams.items():
+                if stream is not None:
+                    self._readers.append(threading.Thread(target=self._read_all, args=(name, stream), daemon=True))
+                    self._readers[-1].start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for reader in self._readers:
+            reader.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if reader.is_alive():
+                raise subprocess.TimeoutExpired(f"warm process {self.pid}", timeout or 0)
+        self.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return self._output["stdout"], self._output.get("stderr")
+
+    def _read_all(self, name: str, stream: IO[str]) -> None:
+        with stream:
+            self._output[name] = stream.read()
+
+
+def _runs_a_script(command: Sequence[str], python: str) -> bool:
+    """Whether ``command`` is ``<python> -u <script>|-m <module> ...``: what a forked child can become."""
+    return len(command) >= 3 and command[0] == python and command[1] == "-u" and command[2] != "-c"
 
 
 class WarmInterpreter:
@@ -133,7 +161,7 @@ class WarmInterpreter:
 
     def takes(self, command: Sequence[str]) -> bool:
         """Commands this interpreter runs: ``<its python> -u <script>|-m <module> ...``."""
-        return len(command) >= 3 and command[0] == self.python and command[1] == "-u" and command[2] != "-c"
+        return _runs_a_script(command, self.python)
 
     def start(
         self, command: Sequence[str], cwd: Path, environment: Mapping[str, str], stderr: IO[str] | None = None
@@ -459,7 +487,7 @@ def _fork_torchrun_workers() -> None:
 
     def popen(handler: Any, args: tuple[str, ...], env: dict[str, str]) -> Any:
         argv = [str(arg) for arg in args]
-        if len(argv) < 3 or argv[0] != sys.executable or argv[1] != "-u" or argv[2] == "-c":
+        if not _runs_a_script(argv, sys.executable):
             return start_fresh(handler, args, env)
         cwd = os.getcwd()
         for stream in (sys.stdout, sys.stderr):

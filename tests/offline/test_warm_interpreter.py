@@ -40,8 +40,9 @@ def script(folder: Path, name: str, body: str) -> Path:
 
 
 def finished(process: WarmProcess | subprocess.Popen[str]) -> tuple[int, str, str]:
-    out, err = process.stdout.read(), process.stderr.read()  # type: ignore[union-attr]
-    return process.wait(timeout=60), out, err
+    out, err = process.communicate(timeout=60)
+    assert process.returncode is not None and err is not None
+    return process.returncode, out, err
 
 
 def test_a_forked_script_gets_its_arguments_folder_environment_and_path(warm: WarmInterpreter, tmp_path: Path) -> None:
@@ -111,6 +112,20 @@ def test_processes_started_at_once_from_many_threads_each_get_their_own_pid_and_
         number: (printed, number) for number, (_, printed, _) in results.items()
     }
     assert sorted(results) == list(range(8))
+
+
+def test_communicate_reads_both_streams_and_a_timeout_leaves_the_reading_going(
+    warm: WarmInterpreter, tmp_path: Path
+) -> None:
+    # GIVEN a process that writes more than a pipe holds to stderr before stdout, then takes a while to end
+    script(tmp_path, "slow.py", "import sys, time\nsys.stderr.write('e' * 200_000)\nprint('out')\ntime.sleep(1.5)\n")
+    process = warm.start([PYTHON, "-u", "slow.py"], tmp_path, {})
+    # WHEN communicate is given less time than that THEN it says so, as Popen's does
+    with pytest.raises(subprocess.TimeoutExpired):
+        process.communicate(timeout=0.2)
+    # AND a second call returns everything either stream carried, after the exit
+    out, err = process.communicate(timeout=60)
+    assert (out, err, process.returncode) == ("out\n", "e" * 200_000, 0)
 
 
 def test_a_module_runs_as_main(warm: WarmInterpreter, tmp_path: Path) -> None:

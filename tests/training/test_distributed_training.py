@@ -4,13 +4,11 @@ process: the shards, the ranks' shared result, rank 0 as the only writer, a resu
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import sys
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -53,17 +51,9 @@ def run_hosts(tmp: Path, hosts: int, script: str, args: list[str], *, timeout: f
         environment |= {"SM_NUM_GPUS": "0", "SM_HOSTS": json.dumps([f"algo-{h + 1}" for h in range(hosts)])}
         # As the local executor starts a host: torchrun and its ranks forked from the warm interpreter.
         process = JOB_PROCESSES.start(command, TRAINING_CODE, environment)
-        streams = {name: io.StringIO() for name in ("stdout", "stderr")}
-        readers = [threading.Thread(target=shutil.copyfileobj, args=(getattr(process, name), streams[name]))
-                   for name in streams]  # fmt: skip
-        for reader in readers:
-            reader.start()
-        runs.append({"process": process, "readers": readers, "streams": streams, **folders})
+        runs.append({"process": process, **folders})
     for run in runs:
-        run["process"].wait(timeout=timeout)
-        for reader in run["readers"]:
-            reader.join(timeout=timeout)
-        run["stdout"], run["stderr"] = (run["streams"][name].getvalue() for name in ("stdout", "stderr"))
+        run["stdout"], run["stderr"] = run["process"].communicate(timeout=timeout)
         assert run["process"].returncode == 0, run["stderr"][-3000:]
     return runs
 
