@@ -240,7 +240,8 @@ def decode_image(data: bytes, image_size: int) -> torch.Tensor:
 
 def _faster(seconds_per_image: Mapping[str, float], threads: int) -> str:
     """The way that decoded an image faster in decode_split's trial; without a trial, the pool of ``threads``."""
-    return min(seconds_per_image, key=seconds_per_image.__getitem__, default=THIS_THREAD if threads == 1 else "pool")
+    pool = THIS_THREAD if threads == 1 else f"{threads} threads"
+    return min(seconds_per_image, key=seconds_per_image.__getitem__, default=pool)
 
 
 def decoded_bytes(images: int, image_size: int) -> int:
