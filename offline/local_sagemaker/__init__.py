@@ -13,11 +13,23 @@ Typical use, inside moto::
 lacks itself, with real lifecycles.
 """
 
-from offline.local_sagemaker.endpoints import InvocationResult
-from offline.local_sagemaker.executor import EndpointInvocationError, LocalSageMaker
-from offline.local_sagemaker.progress import LogCallback, ProgressCallback, ProgressEvent
-from offline.local_sagemaker.training import RuleEvaluator
-from offline.local_sagemaker.tuning import sample_hyperparameters
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Each name is imported from its module on first use, not with the package: the training tests on the container's
+# package versions (no moto, no boto3) import warm_interpreter, and the executor's modules import moto.
+_MODULE_OF = {
+    "EndpointInvocationError": "executor",
+    "InvocationResult": "endpoints",
+    "LocalSageMaker": "executor",
+    "LogCallback": "progress",
+    "ProgressCallback": "progress",
+    "ProgressEvent": "progress",
+    "RuleEvaluator": "training",
+    "sample_hyperparameters": "tuning",
+}
 
 __all__ = [
     "EndpointInvocationError",
@@ -29,3 +41,9 @@ __all__ = [
     "RuleEvaluator",
     "sample_hyperparameters",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)

@@ -23,7 +23,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -55,7 +54,7 @@ from offline.local_sagemaker.container import (
 )
 from offline.local_sagemaker.progress import LogCallback, ProgressCallback, ProgressEvent, epoch_in
 from offline.local_sagemaker.s3io import worker_client
-from offline.local_sagemaker.warm_interpreter import PRELOADED_NOTE, JobProcesses, WarmProcess
+from offline.local_sagemaker.warm_interpreter import PRELOADED_NOTE, JobProcesses, WarmProcess, free_port
 
 logger = logging.getLogger(__name__)
 
@@ -103,13 +102,6 @@ class JobServices:
     base_environment: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     # How the hosts' commands start: forked from a warm interpreter (torch already imported) or as subprocesses.
     processes: JobProcesses = field(default_factory=lambda: JobProcesses(sys.executable, os.environ, warm=False))
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now, for one job's torchrun rendezvous."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _group_of(pid: int) -> int:

@@ -324,6 +324,13 @@ class JobProcesses:
 _SERVER_PATH: list[str] = []
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now, for one job's torchrun rendezvous."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def _serve(channel: socket.socket) -> None:
     import importlib
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from offline.local_sagemaker.training import free_port
 from offline.local_sagemaker.warm_interpreter import (
     JobProcesses,
     WarmInterpreter,
     WarmInterpreterUnavailable,
     WarmProcess,
+    free_port,
 )
 
 PYTHON = sys.executable
@@ -273,3 +273,14 @@ def test_a_forked_torchrun_worker_failing_or_killed_fails_torchrun_with_its_reas
         process = warm.start([*TORCHRUN, "--master_port", str(free_port()), name], tmp_path, dict(os.environ))
         code, _, err = finished(process)
         assert code == 1 and expected in err, err[-2000:]
+
+
+def test_the_training_tests_can_import_it_without_the_aws_libraries() -> None:
+    """tests/training runs on the training image's packages, which have no moto, boto3 or botocore (the Makefile's
+    test-training-image): importing the process helpers must not import the executor with the package."""
+    probe = (
+        "import sys, offline.local_sagemaker.warm_interpreter, offline.synthetic_dataset;"
+        "print(sorted(name for name in ('moto', 'boto3', 'botocore') if name in sys.modules))"
+    )
+    imported = subprocess.run([PYTHON, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"

@@ -21,8 +21,7 @@ import training_job
 from conftest import TINY_IMAGE_SIZE
 from distributed_training import DistributedLaunchError, Ranks
 
-from offline.local_sagemaker.training import free_port
-from offline.local_sagemaker.warm_interpreter import JobProcesses
+from offline.local_sagemaker.warm_interpreter import JobProcesses, free_port
 from offline.synthetic_dataset import write_dataset_zip
 
 TRAINING_CODE = Path(training_job.__file__).parent
