@@ -4,7 +4,8 @@ Speed choices (measured on the 2-core CPU in research/cpu-performance.md, and st
 - channels_last for model and batches: the convolution kernels run faster in NHWC (1.29x on this CPU in fp32).
 - bf16 autocast for forward and loss, weights and optimizer in fp32; only where the hardware has bf16 units
   (avx512_bf16 / amx_bf16 CPU flags, or a CUDA device that supports bf16), detected, never assumed: elsewhere bf16
-  emulation is slower than fp32.
+  emulation is slower than fp32. Even there, small images can run faster in fp32: the frozen backbone's feature
+  pass times both and takes the faster (training_job.feature_pass_compute).
 - no torch.compile: it costs ~33 s up front, was slower than eager here, and breaks the smdebug hooks.
 
 Optimiser: SGD with Nesterov momentum 0.9, weight decay on weights only (not BN or biases), a linear warm-up then

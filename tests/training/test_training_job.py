@@ -588,3 +588,45 @@ def test_progress_lines_come_at_most_once_per_interval(
         "progress: feature pass train 300/1000 (14.3/s)",
         "progress: feature pass train 500/1000 (9.6/s)",
     ]
+
+
+def _bf16_cpu() -> training_loop.Compute:
+    return training_loop.Compute(torch.device("cpu"), torch.bfloat16)
+
+
+def _split(images: int) -> dog_data.DecodedSplit:
+    return dog_data.DecodedSplit(
+        torch.zeros((images, 8, 8, 3), dtype=torch.uint8), torch.zeros(images, dtype=torch.long)
+    )
+
+
+@pytest.mark.parametrize(("bf16_seconds", "fp32_seconds", "chosen"), [(0.03, 0.0, "fp32"), (0.0, 0.03, "bf16")])
+def test_a_feature_pass_on_a_bf16_cpu_takes_the_precision_measured_faster(
+    monkeypatch: pytest.MonkeyPatch, bf16_seconds: float, fp32_seconds: float, chosen: str
+) -> None:
+    def timed_features(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        time.sleep(bf16_seconds if torch.is_autocast_enabled("cpu") else fp32_seconds)
+        return torch.zeros(len(images), 512)
+
+    monkeypatch.setattr(dog_model, "backbone_features", timed_features)
+    batches = training_job.PRECISION_PROBE_MIN_BATCHES
+    compute = training_job.feature_pass_compute(torch.nn.Identity(), _split(4 * batches), _bf16_cpu(), 4, "auto")
+    assert compute.precision == chosen and compute.device.type == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("images", "compute", "requested"),
+    [
+        (64, _bf16_cpu(), "bf16"),  # pinned: no probe, no timing dependence
+        (64, training_loop.Compute(torch.device("cpu"), None), "auto"),  # already float32
+        (4 * training_job.PRECISION_PROBE_MIN_BATCHES - 1, _bf16_cpu(), "auto"),  # too few batches to pay for it
+    ],
+)
+def test_a_feature_pass_keeps_the_jobs_precision_without_a_probe_where_one_cannot_pay(
+    monkeypatch: pytest.MonkeyPatch, images: int, compute: training_loop.Compute, requested: str
+) -> None:
+    def never(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("probed")
+
+    monkeypatch.setattr(dog_model, "backbone_features", never)
+    assert training_job.feature_pass_compute(torch.nn.Identity(), _split(images), compute, 4, requested) is compute
