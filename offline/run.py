@@ -96,7 +96,8 @@ class RunOptions:
     quiet: bool = False
 
     def extra_hyperparameters(self, *, sample: bool, weights: InitialWeights | None = None) -> dict[str, Any]:
-        extra: dict[str, Any] = {"image_size": self.image_size}
+        # A progress line (decoding, the feature pass) at most every 10 s, not the jobs' 30: the console shows them.
+        extra: dict[str, Any] = {"image_size": self.image_size, "progress_interval_seconds": 10}
         if weights is not None:
             extra["weights"] = weights.hyperparameter
         if sample:
@@ -328,16 +329,9 @@ class OfflinePipeline:
     # -- progress ---------------------------------------------------------------------------------------------
 
     def _on_progress(self, event: ProgressEvent) -> None:
-        time_left = self._time_left.observe(event, time.monotonic())
-        if event.kind == "metrics" and event.metrics:
-            shown = " ".join(f"{k}={v:.4g}" for k, v in event.metrics.items())
-            where = f"trial {event.trial}/{event.trials} " if event.trial else ""
-            epoch = f"epoch {event.epoch}/{event.epochs or '?'} " if event.epoch else ""
-            self.console.say(f"    {event.resource}: {where}{epoch}{shown}" + (f" ({time_left})" if time_left else ""))
-        elif event.kind == "note":
-            self.console.say(f"    note: {event.message}")
-        else:
-            self.console.say(f"    {event.resource}: {event.message}")
+        from offline.local_sagemaker.progress import console_line
+
+        self.console.say(console_line(event, self._time_left.observe(event, time.monotonic())))
 
     def _on_log(self, resource: str, line: str) -> None:
         log_dir = self.work_dir / "logs"

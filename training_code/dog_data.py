@@ -31,6 +31,7 @@ that train lacks, or a missing split raises ``DatasetError`` naming the folder.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import mmap
@@ -324,10 +325,12 @@ def decode_split(
     max_corrupt_fraction: float,
     workers: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
 ) -> DecodedSplit:
     """Decode every image of a split once; skip and count corrupt ones, fail above the allowed share.
 
     ``cache_dir`` None: into memory. A folder: into a scratch file there, mapped back (see the module docstring).
+    ``on_chunk(done, total)`` is called after each chunk, for progress lines.
     """
     refs = index.splits[split]
 
@@ -382,6 +385,8 @@ def decode_split(
                     kept.append(ref)
                 if trial:
                     seconds_per_image[way] = (time.perf_counter() - started) / len(chunk)
+                if on_chunk is not None:
+                    on_chunk(len(kept) + len(corrupt), len(refs))
         chosen_workers = None
         if len(seconds_per_image) == 2:
             faster = _faster(seconds_per_image, threads)
@@ -433,8 +438,10 @@ def decode_splits(
     budget_bytes: int,
     cache_dir: str | os.PathLike[str] | None = None,
     splits: tuple[str, ...] = SPLITS,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, DecodedSplit]:
-    """Decode the splits, each in memory or on disk as ``plan_decoded_cache`` decides; logs each decision."""
+    """Decode the splits, each in memory or on disk as ``plan_decoded_cache`` decides; logs each decision.
+    ``progress(split, done, total)`` is called after each chunk of images."""
     cache_dir = cache_dir or default_cache_dir()
     plan = plan_decoded_cache({name: len(index.splits[name]) for name in splits}, image_size, budget_bytes)
     decoded = {}
@@ -448,6 +455,7 @@ def decode_splits(
             max_corrupt_fraction=max_corrupt_fraction,
             workers=workers,
             cache_dir=cache_dir if decision.on_disk else None,
+            on_chunk=None if progress is None else functools.partial(progress, name),
         )
         workers = workers or decoded[name].decode_workers
     return decoded

@@ -192,7 +192,7 @@ def build_arg_parser(
     )
     run.add_argument(
         "--progress_interval_seconds", type=number, default=30.0,
-        help="at most one progress line (feature pass, steps of an epoch) per this many seconds",
+        help="at most one progress line (decoding, feature pass, steps of an epoch) per this many seconds",
     )  # fmt: skip
     run.add_argument("--checkpoint_dir", type=text, default=checkpoint_default, help='"" for none')
     run.add_argument("--data_dir", type=text, default=env.get("SM_CHANNEL_TRAINING", "dogImages"))
@@ -448,23 +448,26 @@ def _dataset_counts(
 
 
 class ProgressLog:
-    """A ``progress:`` line now and then while a long phase runs (a feature pass, an epoch of many steps), at most
-    one per ``interval_seconds``: the job's log shows what it is doing between its epoch lines, and a watcher
+    """A ``progress:`` line now and then while a long phase runs (decoding, a feature pass, an epoch of many steps),
+    at most one per ``interval_seconds``, with the phase's rate and time left at that rate: the job's log (and the
+    offline run's console) shows what it is doing between its epoch lines, and a watcher
     (CloudWatch, the offline executor's stall timeout) sees that it is alive. One clock read per update."""
 
     def __init__(self, interval_seconds: float) -> None:
         self.interval = interval_seconds
         self._last = time.monotonic()
-        self._phase_started: dict[str, float] = {}
+        # Each phase's first update: the rate counts the work done after it, over the time since it.
+        self._phase_started: dict[str, tuple[float, int]] = {}
 
     def update(self, phase: str, done: int, total: int) -> None:
         now = time.monotonic()
-        started = self._phase_started.setdefault(phase, now)
+        started, done_at_start = self._phase_started.setdefault(phase, (now, done))
         if now - self._last < self.interval:
             return
         self._last = now
-        rate = done / (now - started) if now > started else 0.0
-        _emit(f"progress: {phase} {done}/{total} ({rate:.1f}/s)")
+        rate = (done - done_at_start) / (now - started) if now > started else 0.0
+        left = f", about {(total - done) / rate:.0f} s left" if rate > 0 and done < total else ""
+        _emit(f"progress: {phase} {done}/{total} ({rate:.1f}/s{left})")
 
 
 def run(args: argparse.Namespace, *, job: str, evaluate_debug_rules: bool) -> dict[str, Any]:
@@ -513,6 +516,7 @@ def _train(
     logger.info("%s on %s, precision %s, %s", job, compute.device, compute.precision, ranks.describe())
 
     index = _shard_index(dog_data.index_dataset(args.data_dir), ranks)
+    progress = ProgressLog(args.progress_interval_seconds if ranks.is_main else math.inf)
     decode_started = time.perf_counter()
     splits = dog_data.decode_splits(
         index,
@@ -522,6 +526,7 @@ def _train(
         budget_bytes=dog_data.memory_budget_bytes(args.decoded_cache_budget_mb) // ranks.local_world_size,
         cache_dir=args.decoded_cache_dir,
         splits=tuple(index.splits),
+        progress=lambda split, done, total: progress.update(f"decoding {split}", done, total),
     )
     decode_seconds = time.perf_counter() - decode_started
     counts, corrupt = _dataset_counts(splits, compute.device)
@@ -555,7 +560,6 @@ def _train(
     # Every rank takes as many steps as the smallest shard allows: each step is a collective.
     epoch_images = distributed_training.min_across_ranks(len(splits["train"]), compute.device)
     feature_seconds, feature_precision = 0.0, None
-    progress = ProgressLog(args.progress_interval_seconds if ranks.is_main else math.inf)
     if trainable == "fc":
         feature_started = time.perf_counter()
         model.eval()

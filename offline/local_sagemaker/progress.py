@@ -7,6 +7,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 EPOCH_PATTERN = re.compile(r"\bepoch[=: ]\s*(\d+)", re.IGNORECASE)
+# What a training job's progress lines start with (training_job.ProgressLog: decoding, the feature pass, the steps
+# of a long epoch, each with its rate and time left): the executor reports them as ``progress`` events.
+PROGRESS_PREFIX = "progress: "
 
 
 @dataclass(frozen=True)
@@ -14,8 +17,9 @@ class ProgressEvent:
     """One step of a job or endpoint.
 
     ``kind`` is ``status`` (a job or endpoint changed status), ``metrics`` (a log line carried metric values),
-    ``trial`` (a tuning trial starts), ``rule`` (a rule evaluation changed status) or ``note`` (something a person
-    should know, such as what the local stand-in does differently from SageMaker).
+    ``progress`` (a job's progress line, without its prefix), ``trial`` (a tuning trial starts), ``rule`` (a rule
+    evaluation changed status) or ``note`` (something a person should know, such as what the local stand-in does
+    differently from SageMaker).
     """
 
     kind: str
@@ -101,6 +105,22 @@ class TimeLeft:
             after = event.trials - event.trial
             text += f", {format_duration(tuning_left)} in the tuning job ({after} more trial{'s' * (after != 1)})"
         return text
+
+
+def console_line(event: ProgressEvent, time_left: str | None) -> str:
+    """How the offline run's console shows an event: epoch lines with their metrics and the time left, a job's
+    progress lines with its trial, notes, and status changes."""
+    trial = f"trial {event.trial}/{event.trials} " if event.trial else ""
+    if event.kind == "metrics" and event.metrics:
+        shown = " ".join(f"{k}={v:.4g}" for k, v in event.metrics.items())
+        epoch = f"epoch {event.epoch}/{event.epochs or '?'} " if event.epoch else ""
+        return f"    {event.resource}: {trial}{epoch}{shown}" + (f" ({time_left})" if time_left else "")
+    if event.kind == "progress":
+        return f"    {event.resource}: {trial}{event.message}"
+    if event.kind == "note":
+        return f"    note: {event.message}"
+    # Status and rule messages start with their resource's name already.
+    return f"    {event.resource}: {event.message.removeprefix(f'{event.resource}: ')}"
 
 
 def format_duration(seconds: float) -> str:

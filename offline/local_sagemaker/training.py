@@ -52,7 +52,7 @@ from offline.local_sagemaker.container import (
     training_command,
     user_hyperparameters,
 )
-from offline.local_sagemaker.progress import LogCallback, ProgressCallback, ProgressEvent, epoch_in
+from offline.local_sagemaker.progress import PROGRESS_PREFIX, LogCallback, ProgressCallback, ProgressEvent, epoch_in
 from offline.local_sagemaker.s3io import worker_client
 from offline.local_sagemaker.warm_interpreter import PRELOADED_NOTE, JobProcesses, WarmProcess, free_port
 
@@ -589,6 +589,8 @@ class TrainingRun:
             if found:
                 self.job.final_metric_data_list = self.metrics.final_metric_data_list()
                 self._report("metrics", line, epoch=epoch_in(line), metrics=found)
+            elif line.startswith(PROGRESS_PREFIX):
+                self._report("progress", line.removeprefix(PROGRESS_PREFIX))
         stream.close()
 
     # --- managed spot and checkpoints ---------------------------------------------------------------------------

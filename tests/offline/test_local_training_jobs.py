@@ -420,13 +420,17 @@ def test_a_job_that_stops_printing_fails_as_stuck_with_its_last_line(tmp_path: P
     # GIVEN an executor with a 2-second stall timeout and a job that prints every 0.5 s for 3 s, then hangs
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
     _upload("validated/dogs.zip", b"zip-bytes")
-    with LocalSageMaker(tmp_path / "work", stall_timeout_seconds=2) as local:
+    events: list[ProgressEvent] = []
+    with LocalSageMaker(tmp_path / "work", stall_timeout_seconds=2, progress=events.append) as local:
         _create_training_job("train-hangs", TALKING_THEN_SILENT_SCRIPT, {})
         local.wait_idle(60)
     failed = _describe("train-hangs")
     # THEN the 3 s of progress (longer than the timeout) did not stop it; the silence did, saying so
     log = local.training_runs["train-hangs"].log_file.read_text()
     assert "progress: train epoch 1 step 5/6" in log
+    # (each progress line was reported as a progress event, for the console)
+    progress = [(e.resource, e.message) for e in events if e.kind == "progress"]
+    assert progress == [("train-hangs", f"train epoch 1 step {step}/6") for step in range(6)]
     assert failed["TrainingJobStatus"] == "Failed"
     assert (
         "printed nothing for 2 s and was stopped as stuck (its last line: 'about to hang')" in (failed["FailureReason"])

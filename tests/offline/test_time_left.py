@@ -1,8 +1,9 @@
-"""The offline run's estimate of the time left for training jobs, from the executor's progress events."""
+"""The offline run's estimate of the time left for training jobs, from the executor's progress events, and the
+console's lines for those events."""
 
 from __future__ import annotations
 
-from offline.local_sagemaker.progress import ProgressEvent, TimeLeft, format_duration
+from offline.local_sagemaker.progress import ProgressEvent, TimeLeft, console_line, format_duration
 
 
 def _status(job: str, status: str, *, epochs: int | None = 4, **trial: object) -> ProgressEvent:
@@ -71,3 +72,19 @@ def test_durations_read_as_people_say_them() -> None:
         "1 min 01 s",
         "1 h 02 min",
     ]
+
+
+def test_the_console_shows_epochs_with_the_time_left_progress_with_the_trial_and_each_name_once() -> None:
+    trial = {"tuning_job": "tune-1", "trial": 2, "trials": 3}
+    epoch = _epoch("t-002", 3, epochs=10, **trial)
+    assert console_line(epoch, "about 20 s left in this job") == (
+        "    t-002: trial 2/3 epoch 3/10 train:loss=1 (about 20 s left in this job)"
+    )
+    progress = ProgressEvent("progress", "t-002", "decoding train 3072/6680 (812.3/s, about 4 s left)", **trial)  # type: ignore[arg-type]
+    assert console_line(progress, None) == "    t-002: trial 2/3 decoding train 3072/6680 (812.3/s, about 4 s left)"
+    assert console_line(_status("train-1", "Completed"), None) == "    train-1: Completed"
+    started = ProgressEvent("trial", "t-002", "trial 2 of 3: {'batch_size': '64'}", **trial)  # type: ignore[arg-type]
+    assert console_line(started, None) == "    t-002: trial 2 of 3: {'batch_size': '64'}"
+    assert console_line(ProgressEvent("note", "tune-1", "runs trials one at a time"), None) == (
+        "    note: runs trials one at a time"
+    )

@@ -99,6 +99,28 @@ def test_decode_splits_passes_the_trials_choice_to_the_later_splits(
     assert asked == {"train": None, "valid": 1, "test": 1}
 
 
+def test_decoding_reports_each_chunk_of_each_split_corrupt_images_included(
+    tmp_path: Path, tiny_dataset_zip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN chunks of 20 images and one corrupt image in train (48 images)
+    monkeypatch.setattr(dog_data, "DECODE_CHUNK", 20)
+    index = dog_data.index_dataset(_with_corrupt_images(tiny_dataset_zip, tmp_path / "d", 1))
+    reported: list[tuple[str, int, int]] = []
+
+    # WHEN the splits are decoded with a progress callback
+    decoded = dog_data.decode_splits(
+        index, 16, max_corrupt_fraction=0.05, budget_bytes=1 << 30,
+        progress=lambda split, done, total: reported.append((split, done, total)),
+    )  # fmt: skip
+
+    # THEN every chunk of every split was reported, up to the split's whole count (the corrupt image counts as done)
+    counts = _counts(index)
+    assert reported[:3] == [("train", 20, 48), ("train", 40, 48), ("train", 48, 48)]
+    assert [r for r in reported if r[0] == "valid"][-1] == ("valid", counts["valid"], counts["valid"])
+    assert [r for r in reported if r[0] == "test"][-1] == ("test", counts["test"], counts["test"])
+    assert len(decoded["train"]) == 47
+
+
 def _with_corrupt_images(tiny_dataset_zip: Path, target: Path, how_many: int) -> Path:
     folder = extract(tiny_dataset_zip, target) / "dogImages" / "train" / "002.Afghan_hound"
     victims = sorted(folder.glob("*.jpg"))[:how_many]

@@ -583,11 +583,16 @@ def test_progress_lines_come_at_most_once_per_interval(
     progress = training_job.ProgressLog(30.0)  # created at t=0
     for done in (100, 200, 300, 400, 500):  # at t = 10, 20, 31, 40, 62
         progress.update("feature pass train", done, 1000)
-    # one line at 31 s (the rate since the phase began at 10 s), the next 30 s later at 62 s
+    # one line at 31 s, the next 30 s later at 62 s; the rate counts the images after the phase's first update (at
+    # 10 s), and the time left is the rest at that rate
     assert capsys.readouterr().out.splitlines() == [
-        "progress: feature pass train 300/1000 (14.3/s)",
-        "progress: feature pass train 500/1000 (9.6/s)",
+        "progress: feature pass train 300/1000 (9.5/s, about 74 s left)",
+        "progress: feature pass train 500/1000 (7.7/s, about 65 s left)",
     ]
+    # AND a finished phase says no time left
+    monkeypatch.setattr(training_job.time, "monotonic", lambda: 100.0)
+    progress.update("feature pass train", 1000, 1000)
+    assert capsys.readouterr().out == "progress: feature pass train 1000/1000 (10.0/s)\n"
 
 
 def _bf16_cpu() -> training_loop.Compute:
