@@ -343,16 +343,12 @@ class OfflinePipeline:
 
     def upload(self, zip_path: Path, key: str) -> None:
         import boto3
-        from boto3.s3.transfer import TransferConfig
 
-        from offline.local_sagemaker.s3io import MOTO_FRIENDLY_UPLOADS
+        from offline.local_sagemaker.s3io import MOTO_FRIENDLY_UPLOADS, WHOLE_OBJECT_TRANSFERS
 
-        # One PUT (S3 takes up to 5 GB so): moto 5.2.5 completes a multipart upload with an internal PutObject that
-        # sends its own "Object Created" event besides the CompleteMultipartUpload one, which would start a second
-        # execution (queued behind the first) for one upload of a zip above boto3's 8 MB multipart threshold.
-        single_put = TransferConfig(multipart_threshold=5 * 1024**3)
+        # One PUT: a multipart upload would start two executions (s3io.WHOLE_OBJECT_TRANSFERS).
         s3 = boto3.client("s3", config=MOTO_FRIENDLY_UPLOADS)
-        s3.upload_file(str(zip_path), self.stack.bucket, key, Config=single_put)
+        s3.upload_file(str(zip_path), self.stack.bucket, key, Config=WHOLE_OBJECT_TRANSFERS)
         self.console.say(f"uploaded {zip_path.name} to s3://{self.stack.bucket}/{key}")
 
     def fire_schedule(self) -> None:
@@ -944,7 +940,7 @@ def run_once(pipeline: OfflinePipeline, zip_path: Path, options: RunOptions, out
 def _quiet_put(pipeline: OfflinePipeline, zip_path: Path, key: str) -> None:
     import boto3
 
-    from offline.local_sagemaker.s3io import MOTO_FRIENDLY_UPLOADS
+    from offline.local_sagemaker.s3io import MOTO_FRIENDLY_UPLOADS, WHOLE_OBJECT_TRANSFERS
 
     # Uploading would also trigger the S3 rule; stage the object under a name the rule ignores, then copy it
     # with the rule disabled, so only the schedule starts the run.
@@ -952,7 +948,8 @@ def _quiet_put(pipeline: OfflinePipeline, zip_path: Path, key: str) -> None:
     (upload_rule,) = [e.rule_name for e in pipeline.stack.rules.values() if e.kind == "EventBridgeRule"]
     events.disable_rule(Name=upload_rule)
     try:
-        boto3.client("s3", config=MOTO_FRIENDLY_UPLOADS).upload_file(str(zip_path), pipeline.stack.bucket, key)
+        s3 = boto3.client("s3", config=MOTO_FRIENDLY_UPLOADS)
+        s3.upload_file(str(zip_path), pipeline.stack.bucket, key, Config=WHOLE_OBJECT_TRANSFERS)
     finally:
         events.enable_rule(Name=upload_rule)
     pipeline.console.say(f"staged {zip_path.name} at s3://{pipeline.stack.bucket}/{key} (upload rule paused)")

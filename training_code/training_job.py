@@ -465,7 +465,10 @@ class ProgressLog:
         if now - self._last < self.interval:
             return
         self._last = now
-        rate = (done - done_at_start) / (now - started) if now > started else 0.0
+        if now == started:  # the phase's first update: no rate yet
+            _emit(f"progress: {phase} {done}/{total}")
+            return
+        rate = (done - done_at_start) / (now - started)
         left = f", about {(total - done) / rate:.0f} s left" if rate > 0 and done < total else ""
         _emit(f"progress: {phase} {done}/{total} ({rate:.1f}/s{left})")
 

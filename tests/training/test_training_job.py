@@ -589,10 +589,13 @@ def test_progress_lines_come_at_most_once_per_interval(
         "progress: feature pass train 300/1000 (9.5/s, about 74 s left)",
         "progress: feature pass train 500/1000 (7.7/s, about 65 s left)",
     ]
-    # AND a finished phase says no time left
+    # AND a finished phase says no time left; a phase's first update, with no rate yet, gives none
     monkeypatch.setattr(training_job.time, "monotonic", lambda: 100.0)
     progress.update("feature pass train", 1000, 1000)
     assert capsys.readouterr().out == "progress: feature pass train 1000/1000 (10.0/s)\n"
+    monkeypatch.setattr(training_job.time, "monotonic", lambda: 140.0)
+    progress.update("feature pass valid", 64, 835)
+    assert capsys.readouterr().out == "progress: feature pass valid 64/835\n"
 
 
 def _bf16_cpu() -> training_loop.Compute:
