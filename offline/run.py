@@ -344,11 +344,11 @@ class OfflinePipeline:
     def upload(self, zip_path: Path, key: str) -> None:
         import boto3
 
-        from offline.local_sagemaker.s3io import MOTO_FRIENDLY_UPLOADS, WHOLE_OBJECT_TRANSFERS
+        from offline.local_sagemaker import s3io
 
         # One PUT: a multipart upload would start two executions (s3io.WHOLE_OBJECT_TRANSFERS).
-        s3 = boto3.client("s3", config=MOTO_FRIENDLY_UPLOADS)
-        s3.upload_file(str(zip_path), self.stack.bucket, key, Config=WHOLE_OBJECT_TRANSFERS)
+        s3 = boto3.client("s3", config=s3io.MOTO_FRIENDLY_UPLOADS)
+        s3io.upload_file(s3, zip_path, f"s3://{self.stack.bucket}/{key}")
         self.console.say(f"uploaded {zip_path.name} to s3://{self.stack.bucket}/{key}")
 
     def fire_schedule(self) -> None:
@@ -940,7 +940,7 @@ def run_once(pipeline: OfflinePipeline, zip_path: Path, options: RunOptions, out
 def _quiet_put(pipeline: OfflinePipeline, zip_path: Path, key: str) -> None:
     import boto3
 
-    from offline.local_sagemaker.s3io import MOTO_FRIENDLY_UPLOADS, WHOLE_OBJECT_TRANSFERS
+    from offline.local_sagemaker import s3io
 
     # Uploading would also trigger the S3 rule; stage the object under a name the rule ignores, then copy it
     # with the rule disabled, so only the schedule starts the run.
@@ -948,8 +948,8 @@ def _quiet_put(pipeline: OfflinePipeline, zip_path: Path, key: str) -> None:
     (upload_rule,) = [e.rule_name for e in pipeline.stack.rules.values() if e.kind == "EventBridgeRule"]
     events.disable_rule(Name=upload_rule)
     try:
-        s3 = boto3.client("s3", config=MOTO_FRIENDLY_UPLOADS)
-        s3.upload_file(str(zip_path), pipeline.stack.bucket, key, Config=WHOLE_OBJECT_TRANSFERS)
+        s3 = boto3.client("s3", config=s3io.MOTO_FRIENDLY_UPLOADS)
+        s3io.upload_file(s3, zip_path, f"s3://{pipeline.stack.bucket}/{key}")
     finally:
         events.enable_rule(Name=upload_rule)
     pipeline.console.say(f"staged {zip_path.name} at s3://{pipeline.stack.bucket}/{key} (upload rule paused)")

@@ -17,28 +17,26 @@ LARGE = 20 * 1024**2
 
 
 @pytest.fixture
-def requests(aws: None) -> list[tuple[str, dict[str, Any]]]:
-    """The S3 operations ``_client`` sends, with their parameters, in a bucket of their own."""
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
-    return []
-
-
-def _client(requests: list[tuple[str, dict[str, Any]]]) -> Any:
+def recorded(aws: None) -> tuple[Any, list[tuple[str, dict[str, Any]]]]:
+    """An S3 client for a bucket of its own, and the operations it sends with their parameters."""
     s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    requests: list[tuple[str, dict[str, Any]]] = []
     s3.meta.events.register(
         "provide-client-params.s3.*", lambda params, model, **_: requests.append((model.name, dict(params)))
     )
-    return s3
+    return s3, requests
 
 
 def test_a_large_channel_object_downloads_in_one_get_and_a_large_output_uploads_in_one_put(
-    requests: list[tuple[str, dict[str, Any]]], tmp_path: Path
+    recorded: tuple[Any, list[tuple[str, dict[str, Any]]]], tmp_path: Path
 ) -> None:
     # GIVEN a 20 MB dataset zip in S3 (moto reads the whole object for each ranged GET: 71 ranges of a 571 MB zip
     # took 30 s, one GET 0.9 s)
     payload = bytes(range(256)) * (LARGE // 256)
-    boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key="validated/dogs.zip", Body=payload)
-    s3 = _client(requests)
+    s3, requests = recorded
+    s3.put_object(Bucket=BUCKET, Key="validated/dogs.zip", Body=payload)
+    requests.clear()
 
     # WHEN a job's channel is downloaded and its output uploaded
     (zip_file,) = s3io.download_prefix(s3, f"s3://{BUCKET}/validated/dogs.zip", tmp_path / "training")
@@ -51,5 +49,5 @@ def test_a_large_channel_object_downloads_in_one_get_and_a_large_output_uploads_
     gets = [params for name, params in requests if name == "GetObject"]
     assert len(gets) == 1 and "Range" not in gets[0]
     assert [name for name, _ in requests if name not in ("ListObjectsV2", "HeadObject")] == ["GetObject", "PutObject"]
-    stored = boto3.client("s3", region_name=REGION).get_object(Bucket=BUCKET, Key="output/model.tar.gz")
+    stored = s3.get_object(Bucket=BUCKET, Key="output/model.tar.gz")
     assert stored["Body"].read() == payload
