@@ -160,6 +160,8 @@ class LocalSageMaker:
     checkpoints synced to ``CheckpointConfig.S3Uri`` (SecondaryStatus Interrupted → Restarting → Training).
     ``stall_timeout_seconds``: a job whose process prints nothing for that long fails as stuck (default: never).
     ``rule_timeout_seconds``: a rule job running longer is stopped, and its rules end in Error saying so.
+    ``failure_grace_seconds``: after one host of a job fails, how long the others get to end by themselves (their
+    collectives break, and what they say helps) before they are killed.
     ``warm_interpreter``: fork each host's command and each model server from one interpreter that has imported
     torch already (warm_interpreter.py), instead of starting a fresh one that spends seconds importing it.
     """
@@ -179,6 +181,7 @@ class LocalSageMaker:
         spot_interruptions: SpotInterruptions | None = None,
         stall_timeout_seconds: float | None = None,
         rule_timeout_seconds: float = 900.0,
+        failure_grace_seconds: float = 10.0,
         warm_interpreter: bool = True,
     ) -> None:
         self.work_dir = Path(work_dir)
@@ -196,6 +199,7 @@ class LocalSageMaker:
             spot_interruptions=spot_interruptions,
             stall_timeout_seconds=stall_timeout_seconds,
             rule_timeout_seconds=rule_timeout_seconds,
+            failure_grace_seconds=failure_grace_seconds,
             base_environment=environment,
             processes=processes,
         )

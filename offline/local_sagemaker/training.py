@@ -69,8 +69,6 @@ STATUS_DETAILS_LIMIT = 1024
 STDERR_TAIL_LINES = 12
 # torchrun's summary of a rank that a signal ended ("traceback : Signal 9 (SIGKILL) received by PID 4242").
 TORCHRUN_RANK_KILLED = re.compile(r"Signal \d+ \(SIG\w+\) received by PID")
-# How long the other hosts of a job get to fail by themselves after one host failed, before they are killed.
-FAILURE_GRACE_SECONDS = 10.0
 END_OF_TRAINING_MARKER = "training_job_end.ts"  # smdebug.core.access_layer.utils.END_OF_JOB_FILENAME
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 LOG_EVENTS_PER_CALL = 5000
@@ -92,6 +90,8 @@ class JobServices:
     fallback_code_dirs: tuple[Path, ...]
     python: str = sys.executable
     rule_timeout_seconds: float = 900.0
+    # How long the other hosts of a job get to fail by themselves after one host failed, before they are killed.
+    failure_grace_seconds: float = 10.0
     # A job whose process prints nothing for this long is stopped as stuck (None: never). SageMaker has no such
     # bound, only MaxRuntimeInSeconds; the offline run sets one, so that a job that hangs fails in minutes with the
     # last thing it said, while a job that keeps printing (epochs, the training code's progress lines) runs on.
@@ -535,7 +535,7 @@ class TrainingRun:
 
     def _wait(self) -> list[tuple[str, int]]:
         """Each host's exit code, in the order they exited. A failing host fails the job: the others get
-        FAILURE_GRACE_SECONDS to end by themselves (their collectives break, and what they say helps), then are
+        ``failure_grace_seconds`` to end by themselves (their collectives break, and what they say helps), then are
         killed. MaxRuntimeInSeconds and a stall end every host at once."""
         limit = (self.request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
         deadline = self._started + limit if limit else None
@@ -558,7 +558,7 @@ class TrainingRun:
                     first_failure = time.monotonic()
                 continue
             now = time.monotonic()
-            if first_failure is not None and now - first_failure > FAILURE_GRACE_SECONDS:
+            if first_failure is not None and now - first_failure > self.services.failure_grace_seconds:
                 break
             if deadline is not None and now > deadline:
                 self._max_runtime_exceeded = True

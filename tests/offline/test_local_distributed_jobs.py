@@ -122,7 +122,8 @@ def _archive(name: str, archive: str) -> dict[str, str]:
 def executor(tmp_path: Path) -> Iterator[LocalSageMaker]:
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
     _upload("validated/dogs.zip", b"zip-bytes")
-    with LocalSageMaker(tmp_path / "work", stall_timeout_seconds=120) as local:
+    # A second's grace, not the default 10: two tests have a host outlive its failed peer until it is killed.
+    with LocalSageMaker(tmp_path / "work", stall_timeout_seconds=120, failure_grace_seconds=1.0) as local:
         yield local
     assert local.errors == []
 
